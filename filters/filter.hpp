@@ -1,0 +1,69 @@
+// The interface every scanner implements (ARCHITECTURE.md "Main interfaces").
+// A filter only adds symbols; scores come from config and the Policy turns
+// them into an action (the Rspamd split between detection and policy).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/envelope.hpp"
+#include "common/error.hpp"
+
+namespace moat::filters {
+
+namespace asio = boost::asio;
+
+enum class Phase : std::uint8_t { Connect, Helo, MailFrom, RcptTo, EndOfData };
+using PhaseMask = std::uint8_t;
+constexpr PhaseMask mask(Phase p) { return PhaseMask(1u << unsigned(p)); }
+
+struct Symbol {
+  std::string name;    // UPPER_SNAKE, e.g. "MSG_TOO_BIG"
+  double score = 0;    // filled by the pipeline from config/default scores
+  std::string detail;  // short, safe for headers and logs
+};
+
+// What a filter sees. The session owns it for the whole transaction.
+struct ScanContext {
+  config::Snapshot config;
+  Envelope envelope;                 // recipients grow during RcptTo
+  const Recipient* current_rcpt = nullptr;  // set during RcptTo
+  std::string_view header;           // message header section (EndOfData only)
+  std::string_view message;          // whole message as received, CRLF lines (EndOfData only)
+  std::uint64_t message_size = 0;
+  unsigned received_hops = 0;        // count of Received: headers
+  std::vector<Symbol> symbols;
+
+  void add(std::string name, std::string detail = {}) {
+    symbols.push_back(Symbol{std::move(name), 0, std::move(detail)});
+  }
+  bool has(std::string_view name) const;
+};
+
+class Filter {
+ public:
+  virtual ~Filter() = default;
+  virtual std::string_view name() const = 0;
+  virtual PhaseMask phases() const = 0;
+  // Adds symbols to ctx. Returns an error when the check could not be made;
+  // the pipeline then applies the filter's fail-open/closed setting. Never throws.
+  virtual asio::awaitable<Status> run(Phase phase, ScanContext& ctx) = 0;
+};
+
+enum class Action : std::uint8_t { Accept, Tag, Quarantine, TempFail, Reject, Discard };
+std::string_view action_name(Action a);
+
+struct Verdict {
+  Action action = Action::Accept;
+  double score = 0;
+  Errc reply = Errc::PolicyReject;   // for Reject/TempFail: which table row answers
+  std::string reason;                // symbol(s) that decided, for logs and reply text
+};
+
+}  // namespace moat::filters

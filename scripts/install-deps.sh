@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages moat builds and tests with; a no-op when all are present.
+# Everything comes from Debian's archive: nothing is vendored or downloaded.
+set -euo pipefail
+
+BUILD_PKGS=(
+  build-essential cmake pkg-config g++ clang-14 libclang-rt-14-dev lld-14
+  libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev libunbound-dev
+  libtomlplusplus-dev catch2
+)
+# Real peers the tests talk to.
+TEST_PKGS=(
+  python3 python3-pytest swaks openssl postfix unbound dnsutils procps psmisc
+)
+
+want=("${BUILD_PKGS[@]}")
+[ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a test peer and bench baseline: keep it from configuring itself
+# as a system MTA on port 25.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,2 @@
+// moatctl: admin CLI (placeholder until subcommands land).
+int main() { return 0; }

@@ -1,0 +1,22 @@
+// moatctl subcommands. Each returns a process exit code (0 ok, 1 failure,
+// 2 usage) and prints its own output; --json where the command lists things.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace moat::ctl {
+
+using Args = std::vector<std::string>;  // arguments after the subcommand word
+
+// The config file named by --config (default: ./moat.toml, then etc/moat.toml).
+struct Context {
+  std::filesystem::path config_file;
+};
+
+int config_cmd(const Context& ctx, const Args& args);   // moatctl config check
+int user_cmd(const Context& ctx, const Args& args);     // moatctl user add|passwd|del|list
+int queue_cmd(const Context& ctx, const Args& args);    // moatctl queue list|show|flush|delete|hold|release
+
+}  // namespace moat::ctl
