@@ -50,6 +50,7 @@ struct Limits {
   unsigned connections_per_client = 50;
   unsigned max_hops = 50;                  // Received: headers before loop reject
   unsigned auth_failures = 3;              // per session, then 421
+  std::chrono::milliseconds greet_pause{0};  // wait before the banner; early talkers are refused
   BareLinePolicy bare_line = BareLinePolicy::Reject;
 };
 

@@ -1,0 +1,759 @@
+// The inbound SMTP session: greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT,
+// DATA/BDAT, each answered through the one error table (common/error.hpp).
+// The 250 after DATA is sent only once the spool has fsynced the message and
+// its directory entry (SECURITY.md promise 1).
+//
+//   CONNECT ─▶ GREETED ─HELO/EHLO─▶ READY ─MAIL─▶ IN_MAIL ─RCPT─▶ HAVE_RCPT
+//                 ▲                   ▲ ▲                            │
+//                 └──── STARTTLS ─────┘ └──── 250/5xx after DATA ◀───┘
+#include "gateway/smtp_session.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <ctime>
+
+#include "common/base64.hpp"
+#include "common/failpoint.hpp"
+#include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "common/proto/address.hpp"
+#include "common/proto/sasl.hpp"
+#include "common/proto/smtp_parser.hpp"
+#include "directory/userdb.hpp"
+#include "filters/pipeline.hpp"
+#include "filters/policy.hpp"
+#include "gateway/callout.hpp"
+#include "gateway/queue/manager.hpp"
+#include "gateway/spool.hpp"
+
+namespace moat::gateway {
+
+namespace smtp = proto::smtp;
+using filters::Action;
+using filters::Phase;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kReadChunk = 4096;
+
+std::string rfc5322_date(std::chrono::system_clock::time_point tp) {
+  std::time_t t = std::chrono::system_clock::to_time_t(tp);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return std::string(buf, n);
+}
+
+// Counts "Received:" header fields for loop detection (RFC 5321 §6.3).
+unsigned count_received(std::string_view header) {
+  unsigned n = 0;
+  std::size_t pos = 0;
+  while (pos < header.size()) {
+    std::size_t eol = header.find('\n', pos);
+    std::string_view line = header.substr(pos, eol == std::string_view::npos ? eol : eol - pos);
+    if (line.size() >= 9) {
+      bool match = true;
+      constexpr std::string_view kName = "received:";
+      for (std::size_t i = 0; i < kName.size() && match; ++i)
+        match = char(std::tolower(static_cast<unsigned char>(line[i]))) == kName[i];
+      n += match;
+    }
+    if (eol == std::string_view::npos) break;
+    pos = eol + 1;
+  }
+  return n;
+}
+
+// End of the header section: the offset just past the first empty line.
+std::size_t header_end(std::string_view msg) {
+  if (msg.rfind("\r\n", 0) == 0) return 0;
+  auto p = msg.find("\r\n\r\n");
+  return p == std::string_view::npos ? msg.size() : p + 2;
+}
+
+struct Counters {
+  metrics::Counter& connections = metrics::counter("moat_smtp_connections_total", {}, "SMTP connections accepted");
+  metrics::Counter& accepted = metrics::counter("moat_smtp_messages_total", "outcome=\"accepted\"", "Messages by outcome");
+  metrics::Counter& rejected = metrics::counter("moat_smtp_messages_total", "outcome=\"rejected\"");
+  metrics::Counter& tempfailed = metrics::counter("moat_smtp_messages_total", "outcome=\"tempfailed\"");
+  metrics::Counter& discarded = metrics::counter("moat_smtp_messages_total", "outcome=\"discarded\"");
+  metrics::Counter& held = metrics::counter("moat_smtp_messages_total", "outcome=\"held\"");
+  metrics::Counter& rcpt_rejected = metrics::counter("moat_smtp_rcpt_rejected_total", {}, "RCPT commands refused");
+  metrics::Counter& auth_failed = metrics::counter("moat_smtp_auth_failures_total", {}, "Failed AUTH attempts");
+  metrics::Counter& timeouts = metrics::counter("moat_smtp_timeouts_total", {}, "Sessions closed by a deadline");
+};
+Counters& counters() {
+  static Counters c;
+  return c;
+}
+
+class Session {
+ public:
+  Session(SessionDeps deps, std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer,
+          asio::any_io_executor ex)
+      : deps_(std::move(deps)),
+        rt_(deps_.runtime()),
+        cfg_(*rt_->config),
+        io_(std::move(io)),
+        listener_(std::move(listener)),
+        peer_(peer),
+        parser_(parser_options()),
+        timer_(ex) {}
+
+  asio::awaitable<void> run();
+
+ private:
+  // --- I/O with deadlines ---
+  void set_deadline(Clock::time_point when) {
+    deadline_ = when;
+    timer_.expires_at(when);  // wakes the watchdog so it re-arms
+  }
+  asio::awaitable<void> watchdog();
+  asio::awaitable<bool> fill();      // read more bytes into the parser; false on EOF/timeout
+  asio::awaitable<bool> reply(std::string_view text);  // one reply; "CODE text" lines joined by \n
+  asio::awaitable<bool> reply(Errc e, std::string_view detail = {}) { co_return co_await reply(format_reply(e, detail)); }
+  asio::awaitable<bool> protocol_error(Errc e, std::string_view detail = {});
+
+  // --- commands ---
+  asio::awaitable<bool> on_command(const smtp::Command& cmd);
+  asio::awaitable<bool> on_helo(const smtp::Command& cmd, bool extended);
+  asio::awaitable<bool> on_starttls();
+  asio::awaitable<bool> on_auth(const smtp::Command& cmd);
+  asio::awaitable<bool> on_mail(const smtp::Command& cmd);
+  asio::awaitable<bool> on_rcpt(const smtp::Command& cmd);
+  asio::awaitable<bool> on_data();
+  asio::awaitable<bool> on_bdat(const smtp::Command& cmd);
+  asio::awaitable<bool> finish_message(Result<void> data_status);
+  asio::awaitable<Result<std::string>> auth_read_line();
+
+  // --- helpers ---
+  smtp::ParserOptions parser_options() const {
+    return {cfg_.limits.line_length, cfg_.limits.header_size, cfg_.limits.message_size,
+            cfg_.limits.bare_line};
+  }
+  bool must_tls_before_auth() const { return !io_->tls_active(); }
+  bool auth_offered() const { return deps_.directory && io_->tls_active(); }
+  bool starttls_offered() const {
+    return rt_->tls && !io_->tls_active() && listener_.mode != config::ListenerMode::Submissions;
+  }
+  bool may_relay_anywhere() const;
+  Status check_rcpt_domain(const smtp::Mailbox& mb) const;
+  asio::awaitable<Status> verify_recipient(const config::RelayDomain& dom, const std::string& addr);
+  bool pipelined_input() { return parser_.buffered() > 0 || io_->available() > 0; }
+  std::string client_name() const {
+    return (ctx_.envelope.client.reverse_name.empty() ? "unknown" : ctx_.envelope.client.reverse_name) +
+           "[" + peer_.ip.str() + "]";
+  }
+  std::string received_header(const std::string& qid) const;
+  void reset_transaction();
+  void log_reject(std::string_view stage, std::string_view reply_text, std::string_view rcpt = {}) const;
+  asio::awaitable<bool> apply_verdict_early(Phase phase);
+
+  SessionDeps deps_;
+  std::shared_ptr<const Runtime> rt_;
+  const config::Config& cfg_;
+  std::unique_ptr<SessionIo> io_;
+  config::Listener listener_;
+  Peer peer_;
+  smtp::Parser parser_;
+  asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  bool done_ = false;
+
+  // session state, reset by STARTTLS
+  bool greeted_ = false;    // HELO or EHLO seen
+  bool extended_ = false;   // EHLO (pipelining allowed)
+  std::string auth_user_;
+  unsigned errors_ = 0;
+  unsigned auth_failures_ = 0;
+  // transaction state
+  bool in_mail_ = false;
+  bool bdat_used_ = false;
+  filters::ScanContext ctx_;
+  std::unique_ptr<SpoolWriter> writer_;
+  std::string message_;   // kept for the EndOfData filters (bounded by message_size)
+  // counts for the "disconnect" log line, Postfix style
+  unsigned n_commands_ = 0;
+};
+
+asio::awaitable<void> Session::watchdog() {
+  while (!done_) {
+    boost::system::error_code ec;
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (done_) break;
+    if (Clock::now() >= deadline_) {
+      timed_out_ = true;
+      io_->cancel();
+      deadline_ = Clock::time_point::max();
+      timer_.expires_at(deadline_);
+    }
+  }
+}
+
+asio::awaitable<bool> Session::fill() {
+  char buf[kReadChunk];
+  auto got = co_await io_->read_some(buf, sizeof buf);
+  if (!got) {
+    if (timed_out_) {
+      counters().timeouts.inc();
+      log::info("timeout after " + std::string(in_mail_ ? "DATA" : "command") + " from " + client_name());
+      timed_out_ = false;
+      set_deadline(Clock::now() + std::chrono::seconds(5));  // bound the 421 write
+      co_await reply(Errc::Timeout, std::string(cfg_.server.hostname) + " Error: timeout exceeded");
+    }
+    co_return false;
+  }
+  parser_.feed(std::string_view(buf, *got));
+  co_return true;
+}
+
+asio::awaitable<bool> Session::reply(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  // Multi-line replies are passed with '\n' between lines: "250-a\n250 b".
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    auto nl = text.find('\n', pos);
+    out.append(text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos));
+    out += "\r\n";
+    if (nl == std::string_view::npos) break;
+    pos = nl + 1;
+  }
+  auto st = co_await io_->write(out);
+  co_return st.ok();
+}
+
+// A client error: reply, count it, and hang up with 421 after too many.
+asio::awaitable<bool> Session::protocol_error(Errc e, std::string_view detail) {
+  if (!co_await reply(e, detail)) co_return false;
+  if (++errors_ >= cfg_.limits.hard_errors) {
+    log::info("too many errors after " + std::to_string(n_commands_) + " commands from " + client_name());
+    co_await reply(Errc::TooManyErrors);
+    co_return false;
+  }
+  co_return true;
+}
+
+bool Session::may_relay_anywhere() const {
+  if (!auth_user_.empty()) return true;
+  for (const auto& net : cfg_.relay.networks)
+    if (net.contains(peer_.ip)) return true;
+  return false;
+}
+
+std::string Session::received_header(const std::string& qid) const {
+  const auto& c = ctx_.envelope.client;
+  std::string h = "Received: from " + (c.helo.empty() ? std::string("unknown") : c.helo) + " (" +
+                  (c.reverse_name.empty() ? "unknown" : c.reverse_name) + " [" + peer_.ip.str() + "])\r\n";
+  h += "\tby " + cfg_.server.hostname + " (moat) with " + c.protocol + " id " + qid;
+  if (!c.tls_version.empty()) h += "\r\n\t(using " + c.tls_version + " with cipher " + c.tls_cipher + ")";
+  if (ctx_.envelope.recipients.size() == 1) h += "\r\n\tfor <" + ctx_.envelope.recipients[0].address + ">";
+  h += "; " + rfc5322_date(std::chrono::system_clock::now()) + "\r\n";
+  return h;
+}
+
+void Session::reset_transaction() {
+  in_mail_ = false;
+  bdat_used_ = false;
+  writer_.reset();  // aborts an uncommitted spool file
+  message_.clear();
+  auto client = ctx_.envelope.client;
+  ctx_ = filters::ScanContext{};
+  ctx_.config = rt_->config;
+  ctx_.envelope.client = std::move(client);
+  parser_.reset_message();
+}
+
+void Session::log_reject(std::string_view stage, std::string_view reply_text, std::string_view rcpt) const {
+  std::string line = "NOQUEUE: reject: " + std::string(stage) + " from " + client_name() + ": " +
+                     std::string(reply_text) + "; from=<" + ctx_.envelope.sender + ">";
+  if (!rcpt.empty()) line += " to=<" + std::string(rcpt) + ">";
+  line += " proto=" + std::string(extended_ ? "ESMTP" : "SMTP") + " helo=<" + ctx_.envelope.client.helo + ">";
+  log::info(line);
+}
+
+// Filters that run before DATA can only reject or tempfail.
+asio::awaitable<bool> Session::apply_verdict_early(Phase phase) {
+  if (!rt_->pipeline) co_return true;
+  auto v = co_await rt_->pipeline->run(phase, ctx_);
+  if (v.action == Action::Reject || v.action == Action::TempFail) {
+    std::string text = format_reply(v.reply, std::string(smtp_reply(v.reply).text) +
+                                                 (v.reason.empty() ? "" : " (" + v.reason + ")"));
+    log_reject(phase == Phase::Helo ? "HELO" : phase == Phase::MailFrom ? "MAIL" : "RCPT", text);
+    co_await reply(text);
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> Session::run() {
+  counters().connections.inc();
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(ex, watchdog(), asio::detached);
+  ctx_.config = rt_->config;
+  ctx_.envelope.client.ip = peer_.ip;
+  ctx_.envelope.client.port = peer_.port;
+  log::info("connect from " + client_name());
+
+  set_deadline(Clock::now() + cfg_.limits.command_timeout);
+  bool ok = true;
+  if (listener_.mode == config::ListenerMode::Submissions) {
+    if (!rt_->tls || !(co_await io_->start_tls()).ok()) {
+      log::info("TLS handshake failed on implicit-TLS port from " + client_name());
+      ok = false;
+    }
+  }
+  if (ok && cfg_.limits.greet_pause.count() > 0) {
+    // Early talkers (pregreet) are spam bots that do not wait for the banner.
+    asio::steady_timer pause(ex, cfg_.limits.greet_pause);
+    co_await pause.async_wait(asio::use_awaitable);
+    if (io_->available() > 0) {
+      log::info("reject: pregreet from " + client_name());
+      co_await reply("554 5.5.0 Error: SMTP protocol synchronization (talked before greeting)");
+      ok = false;
+    }
+  }
+  if (ok) ok = co_await reply("220 " + cfg_.server.hostname + " ESMTP moat");
+
+  while (ok) {
+    auto ev = parser_.next();
+    switch (ev.kind) {
+      case smtp::Event::Kind::NeedMore:
+        set_deadline(Clock::now() + cfg_.limits.command_timeout);
+        ok = co_await fill();
+        break;
+      case smtp::Event::Kind::Command:
+        ++n_commands_;
+        ok = co_await on_command(ev.command);
+        break;
+      case smtp::Event::Kind::CommandError:
+        ok = co_await protocol_error(ev.error.code);
+        break;
+      default:  // data events only arrive inside on_data/on_bdat
+        ok = co_await protocol_error(Errc::BadSequence);
+        break;
+    }
+  }
+  done_ = true;
+  timer_.cancel();
+  reset_transaction();
+  io_->close();
+  log::info("disconnect from " + client_name() + " commands=" + std::to_string(n_commands_));
+}
+
+asio::awaitable<bool> Session::on_command(const smtp::Command& cmd) {
+  using V = smtp::Verb;
+  // RFC 2920: without EHLO there is no pipelining, and EHLO/HELO, DATA,
+  // STARTTLS and QUIT must end a group. Data sent early is refused and the
+  // connection dropped (Postfix's "SMTP protocol synchronization").
+  bool sync_point = cmd.verb == V::Ehlo || cmd.verb == V::Helo || cmd.verb == V::Data ||
+                    cmd.verb == V::Quit || cmd.verb == V::Auth;
+  if (cmd.verb != V::StartTls && (sync_point || !extended_) && pipelined_input()) {
+    log::info("improper command pipelining after " + std::string(cmd.verb == V::Data ? "DATA" : "command") +
+              " from " + client_name());
+    co_await reply("554 5.5.0 Error: SMTP protocol synchronization");
+    co_return false;
+  }
+  switch (cmd.verb) {
+    case V::Helo: co_return co_await on_helo(cmd, false);
+    case V::Ehlo: co_return co_await on_helo(cmd, true);
+    case V::StartTls: co_return co_await on_starttls();
+    case V::Auth: co_return co_await on_auth(cmd);
+    case V::Mail: co_return co_await on_mail(cmd);
+    case V::Rcpt: co_return co_await on_rcpt(cmd);
+    case V::Data: co_return co_await on_data();
+    case V::Bdat: co_return co_await on_bdat(cmd);
+    case V::Rset:
+      reset_transaction();
+      co_return co_await reply("250 2.0.0 Ok");
+    case V::Noop: co_return co_await reply("250 2.0.0 Ok");
+    case V::Quit:
+      co_await reply("221 2.0.0 Bye");
+      co_return false;
+    case V::Vrfy: co_return co_await reply("252 2.5.2 Cannot VRFY user; try RCPT to attempt delivery");
+    case V::Expn: co_return co_await protocol_error(Errc::UnknownCommand, "Error: EXPN not supported");
+    case V::Help: co_return co_await reply("214 2.0.0 See RFC 5321");
+    case V::Unknown: break;
+  }
+  co_return co_await protocol_error(Errc::UnknownCommand, "Error: command not recognized");
+}
+
+asio::awaitable<bool> Session::on_helo(const smtp::Command& cmd, bool extended) {
+  if (cmd.argument.empty()) co_return co_await protocol_error(Errc::ParamSyntax, "Syntax: HELO/EHLO hostname");
+  reset_transaction();
+  greeted_ = true;
+  extended_ = extended;
+  auto& c = ctx_.envelope.client;
+  c.helo = cmd.argument.substr(0, 255);
+  if (!co_await apply_verdict_early(Phase::Helo)) {
+    greeted_ = false;
+    co_return ++errors_ < cfg_.limits.hard_errors;
+  }
+  if (!extended) co_return co_await reply("250 " + cfg_.server.hostname);
+  std::string r = "250-" + cfg_.server.hostname + "\n250-PIPELINING\n250-SIZE " +
+                  std::to_string(cfg_.limits.message_size) + "\n";
+  if (starttls_offered()) r += "250-STARTTLS\n";
+  if (auth_offered()) r += "250-AUTH PLAIN LOGIN\n";
+  r += "250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-DSN\n250-SMTPUTF8\n250 CHUNKING";
+  co_return co_await reply(r);
+}
+
+asio::awaitable<bool> Session::on_starttls() {
+  if (!starttls_offered()) co_return co_await protocol_error(Errc::BadSequence, "Error: STARTTLS not available");
+  if (in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: MAIL transaction in progress");
+  // STARTTLS injection (CVE-2011-0411): anything the client sent after the
+  // command in plaintext is thrown away, never read as a TLS-protected command.
+  if (pipelined_input()) {
+    log::info("discarding plaintext pipelined after STARTTLS from " + client_name());
+    parser_.discard_buffered();
+  }
+  if (!co_await reply("220 2.0.0 Ready to start TLS")) co_return false;
+  // Drain what the kernel already holds too: it was sent before the handshake.
+  auto st = co_await io_->start_tls();
+  if (!st) {
+    log::info("STARTTLS handshake failed from " + client_name() + ": " + st.error().detail);
+    co_return false;
+  }
+  parser_.discard_buffered();
+  greeted_ = extended_ = false;
+  auth_user_.clear();
+  reset_transaction();
+  ctx_.envelope.client.helo.clear();
+  ctx_.envelope.client.tls_version = io_->tls_version();
+  ctx_.envelope.client.tls_cipher = io_->tls_cipher();
+  co_return true;
+}
+
+// Reads one line of an AUTH exchange (RFC 4954 §4).
+asio::awaitable<Result<std::string>> Session::auth_read_line() {
+  for (;;) {
+    auto ev = parser_.next();
+    if (ev.kind == smtp::Event::Kind::NeedMore) {
+      set_deadline(Clock::now() + cfg_.limits.command_timeout);
+      if (!co_await fill()) co_return Error{Errc::IoError, "connection lost"};
+      continue;
+    }
+    if (ev.kind == smtp::Event::Kind::CommandError && ev.error.code != Errc::UnknownCommand)
+      co_return ev.error;
+    // The parser reads a base64 line as an unknown command; its raw text is
+    // what we want (a bare "*" or "=" too).
+    co_return ev.command.raw;
+  }
+}
+
+asio::awaitable<bool> Session::on_auth(const smtp::Command& cmd) {
+  if (!auth_offered()) {
+    co_return co_await protocol_error(io_->tls_active() ? Errc::NotImplemented : Errc::EncryptionRequired,
+                                      io_->tls_active() ? "Error: authentication not enabled" : "");
+  }
+  if (!greeted_) co_return co_await protocol_error(Errc::BadSequence, "Error: send HELO/EHLO first");
+  if (!auth_user_.empty()) co_return co_await protocol_error(Errc::BadSequence, "Error: already authenticated");
+  if (in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: MAIL transaction in progress");
+
+  std::string_view arg = cmd.argument;
+  auto sp = arg.find(' ');
+  std::string mech(arg.substr(0, sp));
+  for (auto& ch : mech) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  std::string initial = sp == std::string_view::npos ? "" : std::string(arg.substr(sp + 1));
+
+  std::string user, pass;
+  if (mech == "PLAIN") {
+    if (initial.empty()) {
+      if (!co_await reply("334 ")) co_return false;
+      auto line = co_await auth_read_line();
+      if (!line) co_return false;
+      initial = *line;
+    }
+    if (initial == "*") co_return co_await protocol_error(Errc::ParamSyntax, "5.0.0 Authentication aborted");
+    auto creds = smtp::decode_plain(initial);
+    if (!creds) co_return co_await protocol_error(Errc::ParamSyntax, "5.5.2 Invalid base64 data in AUTH");
+    if (!creds->authzid.empty() && creds->authzid != creds->authcid)
+      co_return co_await protocol_error(Errc::AuthFailed);
+    user = creds->authcid;
+    pass = creds->password;
+  } else if (mech == "LOGIN") {
+    std::string u64 = initial;
+    if (u64.empty()) {
+      if (!co_await reply("334 VXNlcm5hbWU6")) co_return false;
+      auto line = co_await auth_read_line();
+      if (!line) co_return false;
+      u64 = *line;
+    }
+    if (!co_await reply("334 UGFzc3dvcmQ6")) co_return false;
+    auto p64 = co_await auth_read_line();
+    if (!p64) co_return false;
+    if (u64 == "*" || *p64 == "*") co_return co_await protocol_error(Errc::ParamSyntax, "5.0.0 Authentication aborted");
+    auto u = base64_decode(u64);
+    auto p = base64_decode(*p64);
+    if (!u || !p) co_return co_await protocol_error(Errc::ParamSyntax, "5.5.2 Invalid base64 data in AUTH");
+    user = *u;
+    pass = *p;
+  } else {
+    co_return co_await protocol_error(Errc::AuthMechUnsupported);
+  }
+
+  auto res = co_await deps_.directory->authenticate(user, pass);
+  if (!res) {
+    log::warning("AUTH for " + client_name() + ": directory error: " + res.error().detail);
+    co_return co_await reply(Errc::DirectoryUnavailable);
+  }
+  if (!*res) {
+    counters().auth_failed.inc();
+    log::warning(client_name() + ": SASL " + mech + " authentication failed");
+    if (++auth_failures_ >= cfg_.limits.auth_failures) {
+      co_await reply(Errc::AuthFailed);
+      co_await reply("421 4.7.0 Too many failed authentication attempts");
+      co_return false;
+    }
+    co_return co_await protocol_error(Errc::AuthFailed);
+  }
+  auth_user_ = user;
+  ctx_.envelope.client.auth_user = user;
+  co_return co_await reply("235 2.7.0 Authentication successful");
+}
+
+asio::awaitable<bool> Session::on_mail(const smtp::Command& cmd) {
+  if (!greeted_) co_return co_await protocol_error(Errc::BadSequence, "Error: send HELO/EHLO first");
+  if (in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: nested MAIL command");
+  if (listener_.mode != config::ListenerMode::Smtp && auth_user_.empty())
+    co_return co_await protocol_error(io_->tls_active() ? Errc::AuthRequired : Errc::EncryptionRequired);
+  auto params = smtp::parse_mail_params(cmd.params, extended_);
+  if (!params) co_return co_await protocol_error(params.error().code, params.error().detail);
+  if (params->size > cfg_.limits.message_size)
+    co_return co_await protocol_error(Errc::MessageTooLarge);
+  if (!cmd.path.empty()) {
+    auto mb = smtp::parse_path(cmd.path, params->smtputf8);
+    if (!mb) co_return co_await protocol_error(Errc::BadAddress, "5.1.7 Bad sender address syntax");
+  }
+  reset_transaction();
+  auto& env = ctx_.envelope;
+  env.sender = cmd.path;
+  env.declared_size = params->size;
+  env.body = params->body;
+  env.smtputf8 = params->smtputf8;
+  env.ret = params->ret;
+  env.envid = params->envid;
+  env.client.auth_user = auth_user_;
+  env.client.protocol = std::string(extended_ ? "ESMTP" : "SMTP") + (io_->tls_active() ? "S" : "") +
+                        (auth_user_.empty() ? "" : "A");
+  if (!co_await apply_verdict_early(Phase::MailFrom)) co_return ++errors_ < cfg_.limits.hard_errors;
+  in_mail_ = true;
+  co_return co_await reply("250 2.1.0 Ok");
+}
+
+Status Session::check_rcpt_domain(const smtp::Mailbox& mb) const {
+  if (may_relay_anywhere()) return {};
+  // Unauthenticated mail only for our relay domains, and only in plain forms
+  // that every next hop reads the same way (SECURITY.md open-relay tricks).
+  if (auto st = smtp::check_relay_safe(mb); !st) return st;
+  if (!cfg_.relay_domain(mb.domain)) return Error{Errc::RelayDenied, ""};
+  return {};
+}
+
+asio::awaitable<Status> Session::verify_recipient(const config::RelayDomain& dom, const std::string& addr) {
+  switch (dom.verify) {
+    case config::VerifyMode::None: co_return Status{};
+    case config::VerifyMode::Static: {
+      std::string lower = addr;
+      auto at = lower.rfind('@');
+      for (std::size_t i = at; i < lower.size(); ++i) lower[i] = char(std::tolower(static_cast<unsigned char>(lower[i])));
+      std::string whole_domain = lower.substr(at);
+      for (const auto& r : dom.recipients)
+        if (r == lower || r == whole_domain) co_return Status{};
+      co_return Error{Errc::UnknownRecipient, ""};
+    }
+    case config::VerifyMode::Callout: {
+      if (!deps_.callout) co_return Error{Errc::NextHopUnavailable, ""};
+      auto r = co_await deps_.callout->verify(dom, addr);
+      if (!r) co_return r.error();
+      if (!*r) co_return Error{Errc::UnknownRecipient, ""};
+      co_return Status{};
+    }
+  }
+  co_return Status{};
+}
+
+asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
+  if (!in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: need MAIL command");
+  auto& env = ctx_.envelope;
+  if (env.recipients.size() >= cfg_.limits.recipients) {
+    // 452 per RFC 5321 §4.5.3.1.10: the client sends the rest later.
+    co_return co_await reply(Errc::TooManyRecipients);
+  }
+  auto params = smtp::parse_rcpt_params(cmd.params, extended_);
+  if (!params) co_return co_await protocol_error(params.error().code, params.error().detail);
+  auto mb = smtp::parse_path(cmd.path, env.smtputf8);
+  if (!mb || cmd.path.empty()) co_return co_await protocol_error(Errc::BadAddress, "5.1.3 Bad recipient address syntax");
+
+  auto reject = [&](Errc e) -> asio::awaitable<bool> {
+    counters().rcpt_rejected.inc();
+    std::string text = format_reply(e, std::string(smtp_reply(e).text).insert(0, "<" + cmd.path + ">: "));
+    log_reject("RCPT", text, cmd.path);
+    if (is_temporary(e)) co_return co_await reply(text);
+    co_return co_await protocol_error(e, std::string(smtp_reply(e).text).insert(0, "<" + cmd.path + ">: "));
+  };
+  if (auto st = check_rcpt_domain(*mb); !st) co_return co_await reject(st.error().code);
+  if (const auto* dom = cfg_.relay_domain(mb->domain)) {
+    std::string addr = mb->local + "@" + mb->domain;
+    if (auto st = co_await verify_recipient(*dom, addr); !st) co_return co_await reject(st.error().code);
+  }
+  env.recipients.push_back(Recipient{cmd.path, params->notify, params->orcpt});
+  ctx_.current_rcpt = &env.recipients.back();
+  bool ok = co_await apply_verdict_early(Phase::RcptTo);
+  ctx_.current_rcpt = nullptr;
+  if (!ok) {
+    env.recipients.pop_back();
+    co_return ++errors_ < cfg_.limits.hard_errors;
+  }
+  co_return co_await reply("250 2.1.5 Ok");
+}
+
+asio::awaitable<bool> Session::on_data() {
+  if (!in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: need MAIL command");
+  if (ctx_.envelope.recipients.empty()) co_return co_await protocol_error(Errc::BadSequence, "Error: no valid recipients");
+  if (bdat_used_) co_return co_await protocol_error(Errc::BadSequence, "Error: DATA after BDAT");
+  ctx_.envelope.arrival = std::chrono::system_clock::now();
+  auto w = deps_.spool->begin(ctx_.envelope);
+  if (!w) co_return co_await reply(w.error().code);
+  writer_ = std::move(*w);
+  message_ = received_header(writer_->id());
+  if (!co_await reply("354 End data with <CR><LF>.<CR><LF>")) co_return false;
+  parser_.start_data();
+  set_deadline(Clock::now() + cfg_.limits.data_timeout);  // one deadline for the whole DATA phase
+  for (;;) {
+    auto ev = parser_.next();
+    switch (ev.kind) {
+      case smtp::Event::Kind::NeedMore:
+        if (!co_await fill()) co_return false;
+        break;
+      case smtp::Event::Kind::DataChunk:
+        message_.append(ev.data);
+        break;
+      case smtp::Event::Kind::DataEnd: co_return co_await finish_message(Status{});
+      case smtp::Event::Kind::DataError: co_return co_await finish_message(ev.error);
+      default: co_return false;
+    }
+  }
+}
+
+asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
+  if (!in_mail_ || ctx_.envelope.recipients.empty()) {
+    // The chunk still has to be read past, or its bytes would run as commands.
+    parser_.start_bdat(cmd.bdat_size, cmd.bdat_last);
+    for (;;) {
+      auto ev = parser_.next();
+      if (ev.kind == smtp::Event::Kind::NeedMore) {
+        if (!co_await fill()) co_return false;
+      } else if (ev.kind == smtp::Event::Kind::BdatChunkEnd || ev.kind == smtp::Event::Kind::DataError) {
+        break;
+      }
+    }
+    co_return co_await protocol_error(Errc::BadSequence, in_mail_ ? "Error: no valid recipients" : "Error: need MAIL command");
+  }
+  if (!bdat_used_) {
+    bdat_used_ = true;
+    ctx_.envelope.arrival = std::chrono::system_clock::now();
+    auto w = deps_.spool->begin(ctx_.envelope);
+    if (!w) co_return co_await reply(w.error().code);
+    writer_ = std::move(*w);
+    message_ = received_header(writer_->id());
+  }
+  parser_.start_bdat(cmd.bdat_size, cmd.bdat_last);
+  set_deadline(Clock::now() + cfg_.limits.data_timeout);
+  Status chunk_status;
+  for (;;) {
+    auto ev = parser_.next();
+    if (ev.kind == smtp::Event::Kind::NeedMore) {
+      if (!co_await fill()) co_return false;
+    } else if (ev.kind == smtp::Event::Kind::DataChunk) {
+      if (chunk_status.ok()) message_.append(ev.data);
+    } else if (ev.kind == smtp::Event::Kind::DataError) {
+      chunk_status = ev.error;
+      if (!cmd.bdat_last) break;
+    } else if (ev.kind == smtp::Event::Kind::BdatChunkEnd) {
+      break;
+    }
+  }
+  if (!chunk_status.ok() || cmd.bdat_last) co_return co_await finish_message(chunk_status);
+  co_return co_await reply("250 2.0.0 " + std::to_string(cmd.bdat_size) + " octets received");
+}
+
+// End of DATA or the last BDAT chunk: scan, decide, spool durably, answer.
+asio::awaitable<bool> Session::finish_message(Status data_status) {
+  auto finish = [&](std::string text) -> asio::awaitable<bool> {
+    reset_transaction();
+    co_return co_await reply(text);
+  };
+  if (!data_status) {
+    counters().rejected.inc();
+    std::string text = format_reply(data_status.error().code);
+    log_reject("END-OF-MESSAGE", text);
+    co_return co_await finish(text);
+  }
+  std::string_view msg = message_;
+  ctx_.message = msg;
+  ctx_.header = msg.substr(0, header_end(msg));
+  ctx_.message_size = msg.size();
+  ctx_.received_hops = count_received(ctx_.header);
+
+  filters::Verdict verdict;
+  if (rt_->pipeline) verdict = co_await rt_->pipeline->run(Phase::EndOfData, ctx_);
+  const std::string qid = writer_->id();
+  switch (verdict.action) {
+    case Action::Reject:
+    case Action::TempFail: {
+      (verdict.action == Action::Reject ? counters().rejected : counters().tempfailed).inc();
+      std::string text = format_reply(verdict.reply, std::string(smtp_reply(verdict.reply).text) +
+                                                         (verdict.reason.empty() ? "" : " (" + verdict.reason + ")"));
+      log::info(qid + ": reject: END-OF-MESSAGE from " + client_name() + ": " + text);
+      co_return co_await finish(text);
+    }
+    case Action::Discard:
+      counters().discarded.inc();
+      log::info(qid + ": discard: END-OF-MESSAGE from " + client_name() + ": " + verdict.reason);
+      co_return co_await finish("250 2.0.0 Ok: queued as " + qid);
+    case Action::Tag:
+      for (auto& line : filters::spam_headers(verdict, ctx_.symbols)) writer_->add_header(std::move(line));
+      break;
+    default: break;
+  }
+
+  if (auto st = writer_->append(message_); !st) co_return co_await finish(format_reply(st.error().code));
+  auto committed = co_await deps_.spool->commit(std::move(writer_));
+  if (!committed) {
+    counters().tempfailed.inc();
+    log::warning(qid + ": spool commit failed: " + committed.error().detail);
+    co_return co_await finish(format_reply(committed.error().code));
+  }
+  log::info(qid + ": client=" + client_name() + (auth_user_.empty() ? "" : ", sasl_username=" + auth_user_));
+  if (verdict.action == Action::Quarantine && deps_.queue) {
+    // Until the quarantine store exists (issue 4) a quarantine verdict holds
+    // the message in the hold queue, where `moatctl queue release` frees it.
+    (void)deps_.queue->hold(qid);
+    counters().held.inc();
+  } else {
+    counters().accepted.inc();
+  }
+  // Between fsync and the reply: a crash here must not lose the message.
+  failpoint::hit("smtp.before_reply");
+  co_return co_await finish("250 2.0.0 Ok: queued as " + qid);
+}
+
+}  // namespace
+
+asio::awaitable<void> run_smtp_session(SessionDeps deps, std::unique_ptr<SessionIo> io,
+                                       config::Listener listener, Peer peer) {
+  auto ex = co_await asio::this_coro::executor;
+  Session s(std::move(deps), std::move(io), std::move(listener), peer, ex);
+  co_await s.run();
+}
+
+}  // namespace moat::gateway

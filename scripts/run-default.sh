@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make run`: starts moatd on the embedded default (etc/moat.toml): loopback
+# ports, data in ./var, a self-signed certificate made on first start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${MOAT_BIN:-build/bin}
+mkdir -p var
+cat <<'MSG'
+moat: starting moatd with etc/moat.toml (data in ./var)
+  SMTP         127.0.0.1:2525   (relays example.test to 127.0.0.1:2526)
+  submission   127.0.0.1:2587   (STARTTLS + AUTH)
+  submissions  127.0.0.1:2465   (implicit TLS + AUTH)
+
+In another terminal, run a next hop and send a first message:
+  /usr/sbin/smtp-sink -u nobody -c 127.0.0.1:2526 100 &
+  swaks --server 127.0.0.1:2525 --from you@sender.test --to user@example.test
+Queue:  build/bin/moatctl --config etc/moat.toml queue list
+Users:  build/bin/moatctl --config etc/moat.toml user add alice@example.test
+Stop with Ctrl-C.
+MSG
+exec "$BIN/moatd" --config etc/moat.toml
