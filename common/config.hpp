@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.hpp"
@@ -145,5 +146,19 @@ using Snapshot = std::shared_ptr<const Config>;
 // Error::detail when several).
 Result<Snapshot> load(const std::filesystem::path& file);
 Result<Snapshot> parse(std::string_view toml_text, const std::filesystem::path& name);
+
+// --- helpers the loader uses that are useful elsewhere (additions) ---
+
+// "300s", "5d", "250ms", "2h", "1w", "10m", or digits alone meaning seconds.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
+
+// RFC 1035 §2.3.1 preferred name syntax (letters, digits, hyphens; labels of
+// 1..63, 253 in all); one trailing dot allowed. No underscores: these are
+// host and mail domain names, not SRV/DKIM owner names.
+bool is_domain_name(std::string_view s);
+
+// The effective configuration as TOML that parse() reads back to the same
+// values (paths absolute): `moatctl config show` and the fuzz round trip.
+std::string to_toml(const Config& cfg);
 
 }  // namespace moat::config

@@ -1,0 +1,702 @@
+// Loads moat.toml (TOML 1.0 via toml++) into a validated, immutable Config.
+// Every key is checked: unknown keys, wrong types and out-of-range values are
+// errors reported as "FILE:LINE: key: message", all of them at once, because a
+// typo that silently does nothing is worse than a refusal to start.
+//
+// toml++ is used in its default exception mode (Debian's shared library only
+// ships the `ex` ABI); this is the only translation unit that includes it, and
+// parse errors are caught here and turned into values.
+#include "common/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <span>
+#include <sstream>
+#include <utility>
+
+#include "filters/known.hpp"
+
+namespace moat::config {
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::uint64_t kKiB = 1024, kMiB = 1024 * kKiB, kGiB = 1024 * kMiB;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Relay domain names and lookups: lower case, one trailing dot dropped.
+std::string canonical_domain(std::string_view s) {
+  if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  return lower(s);
+}
+
+std::string_view type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a number";
+    case toml::node_type::boolean: return "a boolean";
+    default: return "a date/time";
+  }
+}
+
+// All errors of one load, sorted by line when rendered.
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+  void add(std::uint32_t line, std::string msg) { list_.emplace_back(std::max<std::uint32_t>(line, 1), std::move(msg)); }
+  bool empty() const { return list_.empty(); }
+  std::string render() {
+    std::stable_sort(list_.begin(), list_.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    std::string out;
+    for (auto& [line, msg] : list_) {
+      if (!out.empty()) out += '\n';
+      out += file_ + ":" + std::to_string(line) + ": " + msg;
+    }
+    return out;
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::pair<std::uint32_t, std::string>> list_;
+};
+
+// Spellings of each enum, shared by the reader and to_toml().
+template <class E>
+using Names = std::span<const std::pair<std::string_view, E>>;
+constexpr std::pair<std::string_view, ListenerMode> kModes[] = {
+    {"smtp", ListenerMode::Smtp}, {"submission", ListenerMode::Submission}, {"submissions", ListenerMode::Submissions}};
+constexpr std::pair<std::string_view, TlsPolicy> kTlsPolicies[] = {
+    {"none", TlsPolicy::None}, {"may", TlsPolicy::May}, {"encrypt", TlsPolicy::Encrypt}};
+constexpr std::pair<std::string_view, VerifyMode> kVerifyModes[] = {
+    {"none", VerifyMode::None}, {"static", VerifyMode::Static}, {"callout", VerifyMode::Callout}};
+constexpr std::pair<std::string_view, BareLinePolicy> kBareLine[] = {
+    {"reject", BareLinePolicy::Reject}, {"normalize", BareLinePolicy::Normalize}};
+constexpr std::pair<std::string_view, FailMode> kFailModes[] = {{"open", FailMode::Open}, {"closed", FailMode::Closed}};
+
+std::uint32_t line_of(const toml::node& n) { return n.source().begin.line; }
+
+// One TOML table being read. Each getter marks its key as known; finish()
+// reports whatever is left, which is how typos are caught.
+class Section {
+ public:
+  Section(const toml::table& t, std::string path, Errors& errs) : t_(t), path_(std::move(path)), errs_(errs) {}
+
+  std::uint32_t line() const { return line_of(t_); }
+  std::string key_path(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+  void error(const toml::node& n, std::string_view key, std::string_view msg) {
+    errs_.add(line_of(n), key_path(key) + ": " + std::string(msg));
+  }
+  void error_here(std::string_view msg) {
+    errs_.add(line(), (path_.empty() ? std::string("config") : path_) + ": " + std::string(msg));
+  }
+
+  const toml::node* get(std::string_view key) {
+    used_.insert(std::string(key));
+    return t_.get(key);
+  }
+  const toml::node* require(std::string_view key) {
+    const auto* n = get(key);
+    if (!n) errs_.add(line(), (path_.empty() ? std::string("config") : path_) + ": missing key '" + std::string(key) + "'");
+    return n;
+  }
+  bool expect(const toml::node& n, std::string_view key, toml::node_type type, std::string_view want) {
+    if (n.type() == type) return true;
+    error(n, key, "expected " + std::string(want) + ", got " + std::string(type_name(n)));
+    return false;
+  }
+
+  bool str(std::string_view key, std::string& out, bool required = false) {
+    const auto* n = required ? require(key) : get(key);
+    if (!n || !expect(*n, key, toml::node_type::string, "a string")) return false;
+    out = n->as_string()->get();
+    return true;
+  }
+
+  template <class T>
+  void uint(std::string_view key, T& out, std::uint64_t min, std::uint64_t max) {
+    const auto* n = get(key);
+    if (!n || !expect(*n, key, toml::node_type::integer, "an integer")) return;
+    auto v = n->as_integer()->get();
+    if (v < 0 || std::uint64_t(v) < min || std::uint64_t(v) > max) {
+      error(*n, key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return;
+    }
+    out = static_cast<T>(v);
+  }
+
+  void number(std::string_view key, double& out) {
+    const auto* n = get(key);
+    if (!n) return;
+    if (auto i = n->as_integer()) {
+      out = double(i->get());
+    } else if (auto f = n->as_floating_point(); f && std::isfinite(f->get())) {
+      out = f->get();
+    } else {
+      error(*n, key, "expected a finite number, got " + std::string(type_name(*n)));
+    }
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    const auto* n = get(key);
+    if (n && expect(*n, key, toml::node_type::boolean, "true or false")) out = n->as_boolean()->get();
+  }
+
+  std::optional<milliseconds> duration(std::string_view key, milliseconds min, milliseconds max) {
+    const auto* n = get(key);
+    if (!n) return std::nullopt;
+    std::optional<milliseconds> d;
+    if (auto i = n->as_integer()) {
+      if (i->get() >= 0 && i->get() <= 100LL * 365 * 86400) d = std::chrono::seconds(i->get());
+    } else if (auto s = n->as_string()) {
+      d = parse_duration(s->get());
+    }
+    if (!d) {
+      error(*n, key, "expected a duration like \"300s\", \"250ms\", \"5m\", \"2h\", \"5d\" or seconds");
+      return std::nullopt;
+    }
+    if (*d < min || *d > max) {
+      error(*n, key, "must be between " + show(min) + " and " + show(max));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  void seconds(std::string_view key, Seconds& out, Seconds min, Seconds max) {
+    auto d = duration(key, min, max);
+    if (!d) return;
+    if (d->count() % 1000 != 0) {
+      error(*t_.get(key), key, "must be a whole number of seconds");
+      return;
+    }
+    out = std::chrono::duration_cast<Seconds>(*d);
+  }
+
+  template <class E>
+  void choice(std::string_view key, E& out, Names<E> options) {
+    const auto* n = get(key);
+    if (!n || !expect(*n, key, toml::node_type::string, "a string")) return;
+    const auto& v = n->as_string()->get();
+    std::string names;
+    for (const auto& [name, e] : options) {
+      if (v == name) {
+        out = e;
+        return;
+      }
+      names += (names.empty() ? "" : " | ") + std::string(name);
+    }
+    error(*n, key, "unknown value \"" + v + "\" (expected " + names + ")");
+  }
+
+  void host_port(std::string_view key, std::optional<HostPort>& out, std::uint16_t default_port) {
+    std::string s;
+    if (!str(key, s)) return;
+    auto hp = parse_host_port(s, default_port);
+    if (!hp || !(parse_ip(hp->host) || is_domain_name(hp->host)))
+      return error(*t_.get(key), key, "expected host:port, [address]:port or host, got \"" + s + "\"");
+    out = std::move(hp);
+  }
+
+  void path(std::string_view key, fs::path& out) {
+    std::string s;
+    if (!str(key, s)) return;
+    if (s.empty() || s.find('\0') != std::string::npos) return error(*t_.get(key), key, "expected a non-empty path");
+    out = s;
+  }
+
+  // Arrays of tables ([[listener]]): calls fn(table, path) for each.
+  template <class Fn>
+  void tables(std::string_view key, Fn&& fn) {
+    const auto* n = get(key);
+    if (!n) return;
+    const auto* arr = n->as_array();
+    if (!arr) return error(*n, key, "expected an array of tables ([[" + key_path(key) + "]])");
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      const auto& item = (*arr)[i];
+      std::string p = key_path(key) + "[" + std::to_string(i + 1) + "]";
+      if (const auto* t = item.as_table()) {
+        Section s(*t, p, errs_);
+        fn(s);
+        s.finish();
+      } else {
+        errs_.add(line_of(item), p + ": expected a table, got " + std::string(type_name(item)));
+      }
+    }
+  }
+
+  // A sub-table ([limits]): calls fn(section) if present.
+  template <class Fn>
+  void table(std::string_view key, Fn&& fn) {
+    const auto* n = get(key);
+    if (!n) return;
+    if (!expect(*n, key, toml::node_type::table, "a table")) return;
+    Section s(*n->as_table(), key_path(key), errs_);
+    fn(s);
+    s.finish();
+  }
+
+  void finish() {
+    for (const auto& [k, v] : t_)
+      if (!used_.count(std::string(k.str())))
+        errs_.add(line_of(v), "unknown key '" + key_path(k.str()) + "'");
+  }
+
+  const toml::table& raw() const { return t_; }
+  Errors& errors() { return errs_; }
+
+ private:
+  static std::string show(milliseconds d) {
+    if (d.count() % 1000 != 0) return std::to_string(d.count()) + "ms";
+    return std::to_string(d.count() / 1000) + "s";
+  }
+
+  const toml::table& t_;
+  std::string path_;
+  Errors& errs_;
+  std::set<std::string> used_;
+};
+
+constexpr Seconds kSecond{1};
+constexpr Seconds kDay{86400};
+constexpr Seconds kYear{365 * 86400};
+
+// ---- sections ----
+
+void read_server(Section& s, Server& srv) {
+  if (s.str("hostname", srv.hostname) &&
+      (!is_domain_name(srv.hostname) || srv.hostname.find('.') == std::string::npos ||
+       srv.hostname.back() == '.'))
+    s.error(*s.raw().get("hostname"), "hostname", "expected a fully-qualified host name like \"mx.example.org\"");
+  s.path("data_dir", srv.data_dir);
+  s.uint("threads", srv.threads, 0, 1024);
+  if (s.str("user", srv.user) && !srv.user.empty() &&
+      !std::all_of(srv.user.begin(), srv.user.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      }))
+    s.error(*s.raw().get("user"), "user", "expected a system user name");
+  s.path("control_socket", srv.control_socket);
+}
+
+void read_listener(Section& s, Config& cfg) {
+  Listener l;
+  s.str("name", l.name, true);
+  if (const auto* n = s.require("address"); n && s.expect(*n, "address", toml::node_type::string, "a string")) {
+    const auto& text = n->as_string()->get();
+    auto hp = parse_host_port(text, 25);
+    if (!hp || !parse_ip(hp->host))
+      s.error(*n, "address", "expected an IP address and port like \"127.0.0.1:25\" or \"[::]:25\", got \"" +
+                                 text + "\"");
+    else
+      l.address = *hp;
+  }
+  s.choice("mode", l.mode, Names<ListenerMode>(kModes));
+  cfg.listeners.push_back(std::move(l));
+}
+
+void check_listeners(const toml::table& root, Config& cfg, Errors& errs) {
+  const auto* arr = root.get("listener") ? root.get("listener")->as_array() : nullptr;
+  if (cfg.listeners.empty()) {
+    errs.add(arr ? line_of(*arr) : 1, "at least one [[listener]] is required");
+    return;
+  }
+  std::set<std::pair<std::string, std::uint16_t>> addrs;
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    auto line = arr && i < arr->size() ? line_of((*arr)[i]) : 1;
+    std::string p = "listener[" + std::to_string(i + 1) + "]";
+    if (!l.name.empty() && !names.insert(l.name).second) errs.add(line, p + ": duplicate listener name '" + l.name + "'");
+    auto ip = parse_ip(l.address.host);
+    // Port 0 asks the kernel for a free port (tests), so it never collides.
+    if (ip && l.address.port != 0 && !addrs.insert({ip->str(), l.address.port}).second)
+      errs.add(line, p + ": duplicate listener address " + l.address.str());
+  }
+}
+
+void read_limits(Section& s, Limits& l) {
+  // RFC 5321 §4.5.3.1: text lines of 1000 octets must be accepted.
+  s.uint("line_length", l.line_length, 1000, 1 * kMiB);
+  s.uint("message_size", l.message_size, 1 * kKiB, 16 * kGiB);
+  s.uint("header_size", l.header_size, 1 * kKiB, 64 * kMiB);
+  s.uint("recipients", l.recipients, 1, 100000);
+  s.uint("hard_errors", l.hard_errors, 1, 1000);
+  s.seconds("command_timeout", l.command_timeout, kSecond, Seconds{3600});
+  s.seconds("data_timeout", l.data_timeout, kSecond, kDay);
+  s.uint("max_connections", l.max_connections, 1, 1000000);
+  s.uint("connections_per_client", l.connections_per_client, 1, 1000000);
+  s.uint("max_hops", l.max_hops, 1, 1000);
+  s.uint("auth_failures", l.auth_failures, 1, 100);
+  if (auto d = s.duration("greet_pause", milliseconds{0}, milliseconds{60000})) l.greet_pause = *d;
+  s.choice("bare_line", l.bare_line, Names<BareLinePolicy>(kBareLine));
+  if (l.header_size > l.message_size)
+    s.error_here("header_size must not exceed message_size");
+  if (l.connections_per_client > l.max_connections)
+    s.error_here("connections_per_client must not exceed max_connections");
+}
+
+
+void read_recipients(Section& s, RelayDomain& d) {
+  const auto* n = s.get("recipients");
+  if (!n) return;
+  if (!s.expect(*n, "recipients", toml::node_type::array, "an array of addresses")) return;
+  for (const auto& item : *n->as_array()) {
+    const auto* v = item.as_string();
+    std::string a = v ? lower(v->get()) : std::string();
+    auto at = a.rfind('@');
+    bool ok = v && at != std::string::npos && canonical_domain(std::string_view(a).substr(at + 1)) == d.name &&
+              a.find_first_of(" \t\r\n<>") == std::string::npos;
+    if (!ok) {
+      s.error(item, "recipients",
+              "expected \"user@" + d.name + "\" or \"@" + d.name + "\" (an address in this domain)");
+      continue;
+    }
+    d.recipients.push_back(a.substr(0, at + 1) + d.name);
+  }
+}
+
+void read_domain(Section& s, Relay& relay) {
+  RelayDomain d;
+  if (s.str("name", d.name, true)) {
+    d.name = canonical_domain(d.name);
+    if (!is_domain_name(d.name)) s.error(*s.raw().get("name"), "name", "expected a domain name");
+  }
+  s.host_port("next_hop", d.next_hop, 25);
+  s.choice("tls", d.tls, Names<TlsPolicy>(kTlsPolicies));
+  s.choice("verify", d.verify, Names<VerifyMode>(kVerifyModes));
+  read_recipients(s, d);
+  s.seconds("callout_cache_ttl", d.callout_cache_ttl, Seconds{0}, 30 * kDay);
+  if (d.verify == VerifyMode::Static && d.recipients.empty())
+    s.error_here("verify = \"static\" needs a non-empty recipients list");
+  if (d.verify != VerifyMode::Static && s.raw().get("recipients"))
+    s.error(*s.raw().get("recipients"), "recipients", "is only used with verify = \"static\"");
+  relay.domains.push_back(std::move(d));
+}
+
+void read_relay(Section& s, Relay& r) {
+  if (const auto* n = s.get("networks"); n && s.expect(*n, "networks", toml::node_type::array, "an array of CIDRs")) {
+    for (const auto& item : *n->as_array()) {
+      auto c = item.as_string() ? parse_cidr(item.as_string()->get()) : std::nullopt;
+      if (!c)
+        s.error(item, "networks", "expected a CIDR like \"192.0.2.0/24\" or \"2001:db8::/32\"");
+      else
+        r.networks.push_back(*c);
+    }
+  }
+  s.host_port("smarthost", r.smarthost, 25);
+  s.choice("outbound_tls", r.outbound_tls, Names<TlsPolicy>(kTlsPolicies));
+  s.tables("domain", [&](Section& d) { read_domain(d, r); });
+  std::set<std::string> seen;
+  const auto* arr = s.raw().get("domain") ? s.raw().get("domain")->as_array() : nullptr;
+  for (std::size_t i = 0; i < r.domains.size(); ++i)
+    if (!r.domains[i].name.empty() && !seen.insert(r.domains[i].name).second)
+      s.errors().add(arr && i < arr->size() ? line_of((*arr)[i]) : s.line(),
+                     "relay.domain[" + std::to_string(i + 1) + "]: duplicate domain '" + r.domains[i].name + "'");
+}
+
+void read_queue(Section& s, Queue& q) {
+  s.seconds("min_backoff", q.min_backoff, kSecond, kDay);
+  s.seconds("max_backoff", q.max_backoff, kSecond, 7 * kDay);
+  s.seconds("lifetime", q.lifetime, Seconds{0}, kYear);
+  s.seconds("bounce_lifetime", q.bounce_lifetime, Seconds{0}, kYear);
+  s.seconds("scan_interval", q.scan_interval, kSecond, kDay);
+  s.uint("destination_concurrency", q.destination_concurrency, 1, 10000);
+  s.uint("total_concurrency", q.total_concurrency, 1, 100000);
+  s.seconds("connect_timeout", q.connect_timeout, kSecond, Seconds{3600});
+  s.seconds("command_timeout", q.command_timeout, kSecond, Seconds{3600});
+  s.seconds("data_timeout", q.data_timeout, kSecond, kDay);
+  s.uint("max_messages_per_connection", q.max_messages_per_connection, 1, 100000);
+  if (q.min_backoff > q.max_backoff) s.error_here("min_backoff must not exceed max_backoff");
+}
+
+void read_dns(Section& s, Dns& d) {
+  s.host_port("upstream", d.upstream, 53);
+  s.seconds("timeout", d.timeout, kSecond, Seconds{300});
+}
+
+void read_filter(Section& s, std::vector<Filter>& out) {
+  Filter f;
+  if (s.str("name", f.name, true) && !filters::is_known_filter(f.name)) {
+    std::string known;
+    for (auto k : filters::kKnownFilters) known += (known.empty() ? "" : ", ") + std::string(k);
+    s.error(*s.raw().get("name"), "name", "unknown filter \"" + f.name + "\" (known: " + known + ")");
+  }
+  s.boolean("enabled", f.enabled);
+  if (auto d = s.duration("budget", milliseconds{1}, milliseconds{600000})) f.budget = *d;
+  s.choice("fail", f.fail, Names<FailMode>(kFailModes));
+  for (const auto& prev : out)
+    if (!f.name.empty() && prev.name == f.name) s.error_here("filter '" + f.name + "' is configured twice");
+  out.push_back(std::move(f));
+}
+
+bool is_symbol_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !std::isupper(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isupper(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+void read_scores(Section& s, Config& cfg) {
+  for (const auto& [k, v] : s.raw()) {
+    std::string name(k.str());
+    if (!is_symbol_name(name)) {
+      s.get(name);
+      s.error(v, name, "expected a symbol name in UPPER_SNAKE case");
+      continue;
+    }
+    double score = 0;
+    s.number(name, score);
+    if (std::abs(score) > 1e6) s.error(v, name, "score must be between -1000000 and 1000000");
+    cfg.scores.emplace_back(std::move(name), score);
+  }
+}
+
+void read_actions(Section& s, Actions& a) {
+  s.number("tag", a.tag);
+  s.number("quarantine", a.quarantine);
+  s.number("tempfail", a.tempfail);
+  s.number("reject", a.reject);
+  // The prefix goes into the Subject: header, so no line breaks (header injection).
+  if (s.str("subject_prefix", a.subject_prefix) &&
+      (a.subject_prefix.size() > 64 ||
+       std::any_of(a.subject_prefix.begin(), a.subject_prefix.end(),
+                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })))
+    s.error(*s.raw().get("subject_prefix"), "subject_prefix", "must be at most 64 characters without control characters");
+}
+
+// Relative paths resolve against the config file's folder, so a config works
+// wherever it is started from; then defaults hang off data_dir.
+void resolve_paths(Config& cfg, const fs::path& name) {
+  std::error_code ec;
+  fs::path base = fs::absolute(name, ec).parent_path();
+  auto resolve = [&](const fs::path& p) { return (base / p).lexically_normal(); };
+  cfg.source = fs::absolute(name, ec).lexically_normal();
+  cfg.server.data_dir = resolve(cfg.server.data_dir);
+  cfg.tls.cert = cfg.tls.cert.empty() ? cfg.tls_dir() / "cert.pem" : resolve(cfg.tls.cert);
+  cfg.tls.key = cfg.tls.key.empty() ? cfg.tls_dir() / "key.pem" : resolve(cfg.tls.key);
+  cfg.server.control_socket = cfg.server.control_socket.empty() ? cfg.server.data_dir / "run" / "moatd.sock"
+                                                                : resolve(cfg.server.control_socket);
+}
+
+void read_root(const toml::table& root, Config& cfg, Errors& errs) {
+  Section s(root, "", errs);
+  s.table("server", [&](Section& t) { read_server(t, cfg.server); });
+  s.tables("listener", [&](Section& t) { read_listener(t, cfg); });
+  check_listeners(root, cfg, errs);
+  s.table("tls", [&](Section& t) {
+    t.path("cert", cfg.tls.cert);
+    t.path("key", cfg.tls.key);
+  });
+  s.table("limits", [&](Section& t) { read_limits(t, cfg.limits); });
+  s.table("relay", [&](Section& t) { read_relay(t, cfg.relay); });
+  s.table("queue", [&](Section& t) { read_queue(t, cfg.queue); });
+  s.table("dns", [&](Section& t) { read_dns(t, cfg.dns); });
+  if (root.get("filter")) {
+    s.tables("filter", [&](Section& t) { read_filter(t, cfg.filters); });
+  } else {
+    // No [[filter]] at all: run the built-ins with their defaults. `filter = []`
+    // is the explicit way to run none.
+    for (auto k : filters::kKnownFilters) cfg.filters.push_back(Filter{std::string(k)});
+  }
+  s.table("scores", [&](Section& t) { read_scores(t, cfg); });
+  s.table("actions", [&](Section& t) { read_actions(t, cfg.actions); });
+  s.finish();
+}
+
+// ---- rendering (to_toml) ----
+
+std::string quote(std::string_view s) {
+  std::ostringstream o;
+  o << toml::value<std::string>(std::string(s));
+  return o.str();
+}
+
+// The largest unit that divides evenly, so "5d" prints back as "5d".
+std::string dur(milliseconds d) {
+  static constexpr std::pair<std::int64_t, const char*> kUnits[] = {
+      {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  for (auto [ms, unit] : kUnits)
+    if (d.count() != 0 && d.count() % ms == 0) return std::to_string(d.count() / ms) + unit;
+  return std::to_string(d.count()) + (d.count() == 0 ? "s" : "ms");
+}
+std::string dur(Seconds d) { return quote(dur(milliseconds(d))); }
+std::string dur_ms(milliseconds d) { return quote(dur(d)); }
+
+std::string num(double v) {
+  char buf[64];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, p);
+  // TOML floats need a '.' or exponent; 1e+09 is valid TOML, "15" is an integer (also accepted).
+  return s;
+}
+
+template <class E>
+std::string_view enum_name(E e, Names<E> options) {
+  for (const auto& [n, v] : options)
+    if (v == e) return n;
+  return "?";
+}
+
+template <class E, std::size_t N>
+std::string name_of(E e, const std::pair<std::string_view, E> (&names)[N]) {
+  return quote(enum_name(e, Names<E>(names)));
+}
+
+}  // namespace
+
+// ---- public helpers ----
+
+std::optional<milliseconds> parse_duration(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == 0 || i > 12) return std::nullopt;
+  std::uint64_t n = 0;
+  std::from_chars(s.data(), s.data() + i, n);
+  auto unit = s.substr(i);
+  std::uint64_t ms_per;
+  if (unit.empty() || unit == "s") ms_per = 1000;
+  else if (unit == "ms") ms_per = 1;
+  else if (unit == "m") ms_per = 60 * 1000;
+  else if (unit == "h") ms_per = 3600 * 1000;
+  else if (unit == "d") ms_per = 86400 * 1000;
+  else if (unit == "w") ms_per = 7 * 86400 * 1000;
+  else return std::nullopt;
+  return milliseconds(static_cast<milliseconds::rep>(n * ms_per));  // n < 10^12: no overflow
+}
+
+bool is_domain_name(std::string_view s) {
+  if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  if (s.empty() || s.size() > 253) return false;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto end = s.find('.', start);
+    if (end == std::string_view::npos) end = s.size();
+    auto label = s.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+const RelayDomain* Config::relay_domain(std::string_view domain) const {
+  auto key = canonical_domain(domain);
+  for (const auto& d : relay.domains)
+    if (d.name == key) return &d;
+  return nullptr;
+}
+
+const Filter* Config::filter(std::string_view name) const {
+  for (const auto& f : filters)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+Result<Snapshot> parse(std::string_view text, const fs::path& name) {
+  Errors errs(name.string());
+  auto cfg = std::make_shared<Config>();
+  try {
+    toml::table root = toml::parse(text, name.string());
+    read_root(root, *cfg, errs);
+  } catch (const toml::parse_error& e) {
+    errs.add(e.source().begin.line, std::string(e.description()));
+  } catch (const std::exception& e) {
+    errs.add(1, e.what());
+  }
+  if (!errs.empty()) return Error{Errc::Invalid, errs.render()};
+  resolve_paths(*cfg, name);
+  return Snapshot(std::move(cfg));
+}
+
+Result<Snapshot> load(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Error{Errc::IoError, file.string() + ": cannot open: " + std::strerror(errno)};
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return Error{Errc::IoError, file.string() + ": read error"};
+  return parse(buf.str(), file);
+}
+
+std::string to_toml(const Config& c) {
+  std::ostringstream o;
+  o << "# effective configuration of " << c.source.string() << "\n";
+  // A bare key must come before the first table header or it lands inside it.
+  if (c.filters.empty()) o << "filter = []  # no filters run\n";
+  o << "\n[server]\n"
+    << "hostname = " << quote(c.server.hostname) << "\ndata_dir = " << quote(c.server.data_dir.string())
+    << "\nthreads = " << c.server.threads << "\n";
+  if (!c.server.user.empty()) o << "user = " << quote(c.server.user) << "\n";
+  o << "control_socket = " << quote(c.server.control_socket.string()) << "\n";
+  for (const auto& l : c.listeners)
+    o << "\n[[listener]]\nname = " << quote(l.name) << "\naddress = " << quote(l.address.str()) << "\nmode = "
+      << name_of(l.mode, kModes)
+      << "\n";
+  o << "\n[tls]\ncert = " << quote(c.tls.cert.string()) << "\nkey = " << quote(c.tls.key.string()) << "\n";
+  const auto& l = c.limits;
+  o << "\n[limits]\nline_length = " << l.line_length << "\nmessage_size = " << l.message_size
+    << "\nheader_size = " << l.header_size << "\nrecipients = " << l.recipients << "\nhard_errors = " << l.hard_errors
+    << "\ncommand_timeout = " << dur(l.command_timeout) << "\ndata_timeout = " << dur(l.data_timeout)
+    << "\nmax_connections = " << l.max_connections << "\nconnections_per_client = " << l.connections_per_client
+    << "\nmax_hops = " << l.max_hops << "\nauth_failures = " << l.auth_failures
+    << "\ngreet_pause = " << dur_ms(l.greet_pause)
+    << "\nbare_line = " << name_of(l.bare_line, kBareLine) << "\n";
+  o << "\n[relay]\nnetworks = [";
+  for (std::size_t i = 0; i < c.relay.networks.size(); ++i) o << (i ? ", " : "") << quote(c.relay.networks[i].str());
+  o << "]\n";
+  if (c.relay.smarthost) o << "smarthost = " << quote(c.relay.smarthost->str()) << "\n";
+  o << "outbound_tls = " << name_of(c.relay.outbound_tls, kTlsPolicies) << "\n";
+  for (const auto& d : c.relay.domains) {
+    o << "\n[[relay.domain]]\nname = " << quote(d.name) << "\n";
+    if (d.next_hop) o << "next_hop = " << quote(d.next_hop->str()) << "\n";
+    o << "tls = " << name_of(d.tls, kTlsPolicies) << "\nverify = "
+      << name_of(d.verify, kVerifyModes)
+      << "\n";
+    if (!d.recipients.empty()) {
+      o << "recipients = [";
+      for (std::size_t i = 0; i < d.recipients.size(); ++i) o << (i ? ", " : "") << quote(d.recipients[i]);
+      o << "]\n";
+    }
+    o << "callout_cache_ttl = " << dur(d.callout_cache_ttl) << "\n";
+  }
+  const auto& q = c.queue;
+  o << "\n[queue]\nmin_backoff = " << dur(q.min_backoff) << "\nmax_backoff = " << dur(q.max_backoff)
+    << "\nlifetime = " << dur(q.lifetime) << "\nbounce_lifetime = " << dur(q.bounce_lifetime)
+    << "\nscan_interval = " << dur(q.scan_interval) << "\ndestination_concurrency = " << q.destination_concurrency
+    << "\ntotal_concurrency = " << q.total_concurrency << "\nconnect_timeout = " << dur(q.connect_timeout)
+    << "\ncommand_timeout = " << dur(q.command_timeout) << "\ndata_timeout = " << dur(q.data_timeout)
+    << "\nmax_messages_per_connection = " << q.max_messages_per_connection << "\n";
+  o << "\n[dns]\n";
+  if (c.dns.upstream) o << "upstream = " << quote(c.dns.upstream->str()) << "\n";
+  o << "timeout = " << dur(c.dns.timeout) << "\n";
+  for (const auto& f : c.filters)
+    o << "\n[[filter]]\nname = " << quote(f.name) << "\nenabled = " << (f.enabled ? "true" : "false")
+      << "\nbudget = " << dur_ms(f.budget) << "\nfail = " << name_of(f.fail, kFailModes)
+      << "\n";
+  o << "\n[scores]\n";
+  for (const auto& [sym, score] : c.scores) o << sym << " = " << num(score) << "\n";
+  const auto& a = c.actions;
+  o << "\n[actions]\ntag = " << num(a.tag) << "\nquarantine = " << num(a.quarantine) << "\ntempfail = "
+    << num(a.tempfail) << "\nreject = " << num(a.reject) << "\n";
+  if (!a.subject_prefix.empty()) o << "subject_prefix = " << quote(a.subject_prefix) << "\n";
+  return o.str();
+}
+
+}  // namespace moat::config

@@ -1,0 +1,24 @@
+// Small out-of-line pieces of the filter interface (filter.hpp).
+#include "filters/filter.hpp"
+
+namespace moat::filters {
+
+bool ScanContext::has(std::string_view name) const {
+  for (const auto& s : symbols)
+    if (s.name == name) return true;
+  return false;
+}
+
+std::string_view action_name(Action a) {
+  switch (a) {
+    case Action::Accept: return "accept";
+    case Action::Tag: return "tag";
+    case Action::Quarantine: return "quarantine";
+    case Action::TempFail: return "tempfail";
+    case Action::Reject: return "reject";
+    case Action::Discard: return "discard";
+  }
+  return "unknown";
+}
+
+}  // namespace moat::filters

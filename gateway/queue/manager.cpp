@@ -1,0 +1,511 @@
+// See manager.hpp. Each message is one coroutine on the io executor (no
+// strands: co_spawn onto a strand over-released the strand under g++ 12 /
+// Boost 1.81, found with ASan); shared state is behind mutexes and file work
+// runs on the blocking pool. Progress is appended after every
+// attempt (no fsync: a lost record means a duplicate, never a loss).
+#include "gateway/queue/manager.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+
+#include "common/blocking.hpp"
+#include "common/failpoint.hpp"
+#include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "gateway/queue/dsn.hpp"
+#include "gateway/queue/retry.hpp"
+#include "gateway/routing.hpp"
+
+namespace moat::gateway {
+namespace {
+
+using SysClock = std::chrono::system_clock;
+
+struct Metrics {
+  metrics::Counter& sent = metrics::counter("moat_delivery_total", "status=\"sent\"", "Recipient deliveries by outcome");
+  metrics::Counter& deferred = metrics::counter("moat_delivery_total", "status=\"deferred\"");
+  metrics::Counter& bounced = metrics::counter("moat_delivery_total", "status=\"bounced\"");
+  metrics::Histogram& latency =
+      metrics::histogram("moat_delivery_seconds", {}, "Time from arrival to successful delivery per recipient");
+  metrics::Gauge& q_incoming = metrics::gauge("moat_queue_messages", "queue=\"incoming\"", "Messages per queue");
+  metrics::Gauge& q_active = metrics::gauge("moat_queue_messages", "queue=\"active\"");
+  metrics::Gauge& q_deferred = metrics::gauge("moat_queue_messages", "queue=\"deferred\"");
+  metrics::Gauge& q_hold = metrics::gauge("moat_queue_messages", "queue=\"hold\"");
+};
+Metrics& m() {
+  static Metrics x;
+  return x;
+}
+
+std::string delay_str(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, s < 1 ? "%.2f" : s < 100 ? "%.1f" : "%.0f", s);
+  return buf;
+}
+
+qf::RcptState to_state(RcptStatus s) {
+  switch (s) {
+    case RcptStatus::Sent: return qf::RcptState::Sent;
+    case RcptStatus::Bounced: return qf::RcptState::Bounced;
+    default: return qf::RcptState::Deferred;
+  }
+}
+
+MessageSource source_of(const std::filesystem::path& path, const qf::QueueFile& f) {
+  MessageSource s;
+  s.file = path;
+  s.chunks = f.content;
+  if (f.content.size() == 1) {
+    s.offset = f.content[0].first;
+    s.length = f.content[0].second;
+  } else {
+    s.length = f.content_size;
+  }
+  for (const auto& p : f.prepend) s.prepend += p;
+  return s;
+}
+
+Status set_mtime(const std::filesystem::path& p, SysClock::time_point t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = time_t(us / 1000000);
+  ts[0].tv_nsec = ts[1].tv_nsec = long(us % 1000000) * 1000;
+  if (::utimensat(AT_FDCWD, p.c_str(), ts, 0) != 0) return Error{Errc::IoError, "utimensat " + p.string()};
+  return {};
+}
+
+SysClock::time_point mtime_of(const std::filesystem::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return SysClock::time_point::max();
+  return SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(
+      std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+}
+
+}  // namespace
+
+struct QueueManager::Group {
+  std::string transport;
+  Destination dest;
+  std::vector<std::size_t> rcpts;
+};
+
+// Per-destination and total concurrency. Waiters poll every few
+// milliseconds instead of being woken: processing runs on the multi-threaded
+// io executor, and a timer must not be cancelled from another thread.
+class QueueManager::Limiter {
+ public:
+  asio::awaitable<bool> acquire(const std::string& key, unsigned per, unsigned total) {
+    per = std::max(per, 1u);
+    total = std::max(total, 1u);
+    for (;;) {
+      {
+        std::lock_guard lk(mu_);
+        if (stopped_) co_return false;
+        auto& n = counts_[key];
+        if (n < per && total_ < total) {
+          ++n;
+          ++total_;
+          co_return true;
+        }
+      }
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+  void release(const std::string& key) {
+    std::lock_guard lk(mu_);
+    if (--counts_[key] == 0) counts_.erase(key);
+    --total_;
+  }
+  void stop() {
+    std::lock_guard lk(mu_);
+    stopped_ = true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, unsigned> counts_;
+  unsigned total_ = 0;
+  bool stopped_ = false;
+};
+
+QueueManager::QueueManager(asio::io_context& io, Spool& spool, std::function<config::Snapshot()> config,
+                           asio::thread_pool& blocking)
+    : io_(io), spool_(spool), config_(std::move(config)), blocking_(blocking), timer_(io),
+      limiter_(std::make_unique<Limiter>()), clock_([] { return SysClock::now(); }) {}
+
+QueueManager::~QueueManager() = default;
+
+void QueueManager::add_transport(std::string name, Transport& transport) { transports_[std::move(name)] = &transport; }
+
+void QueueManager::start() {
+  asio::co_spawn(io_, scan(false), asio::detached);
+  asio::co_spawn(io_, scan_loop(), asio::detached);
+}
+
+void QueueManager::stop() {
+  stopping_ = true;
+  asio::post(io_, [this] { timer_.cancel(); });
+  limiter_->stop();
+}
+
+void QueueManager::notify(const std::string& id) {
+  if (qf::valid_queue_id(id)) spawn(id, std::string(Spool::kIncoming));
+}
+
+void QueueManager::spawn(std::string id, std::string from) {
+  asio::co_spawn(io_, process(std::move(id), std::move(from)), asio::detached);
+}
+
+bool QueueManager::claim(const std::string& id) {
+  std::lock_guard lk(mu_);
+  return claimed_.insert(id).second;
+}
+
+void QueueManager::unclaim(const std::string& id) {
+  std::lock_guard lk(mu_);
+  claimed_.erase(id);
+}
+
+bool QueueManager::is_held(const std::string& id) {
+  std::lock_guard lk(mu_);
+  return held_.count(id) != 0;
+}
+
+std::size_t QueueManager::in_flight() const {
+  std::lock_guard lk(mu_);
+  return claimed_.size();
+}
+
+void QueueManager::rescan() { asio::co_spawn(io_, scan(false), asio::detached); }
+
+void QueueManager::log_result(const std::string& id, const Envelope& env, const RcptResult& r,
+                              std::string_view status) {
+  double delay = std::chrono::duration<double>(clock_() - env.arrival).count();
+  log::info(id + ": to=<" + env.recipients[r.index].address + ">, relay=" + (r.relay.empty() ? "none" : r.relay) +
+            ", delay=" + delay_str(std::max(delay, 0.0)) + ", dsn=" + r.dsn + ", status=" + std::string(status) +
+            " (" + r.diagnostic + ")");
+}
+
+// ------------------------------------------------------------ one message
+
+asio::awaitable<void> QueueManager::process(std::string id, std::string from) {
+  if (stopping_ || !claim(id)) co_return;
+  struct Unclaim {
+    QueueManager* q;
+    std::string id;
+    ~Unclaim() { q->unclaim(id); }
+  } guard{this, id};
+  try {
+    auto moved = co_await run_blocking(blocking_, [&] { return spool_.move(id, from, Spool::kActive); });
+    if (!moved) {
+      if (moved.error().code != Errc::NotFound) log::warning(id + ": cannot activate: " + moved.error().detail);
+      co_return;  // held, removed or picked up meanwhile
+    }
+    const auto path = spool_.path(Spool::kActive, id);
+    auto file = co_await run_blocking(blocking_, [&] { return qf::read_queue_file(path); });
+    if (!file) {
+      log::warning(id + ": " + file.error().detail + (file.error().code == Errc::Corrupt ? ", moved to corrupt/" : ""));
+      auto to = file.error().code == Errc::Corrupt ? Spool::kCorrupt : Spool::kIncoming;
+      (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, Spool::kActive, to); });
+      co_return;
+    }
+    if (is_held(id)) {
+      (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, Spool::kActive, Spool::kHold, true); });
+      co_return;
+    }
+    auto& f = *file;
+    auto& env = f.envelope;
+    const auto cfg = config_();
+    log::info(id + ": from=<" + env.sender + ">, size=" + std::to_string(f.content_size) +
+              ", nrcpt=" + std::to_string(env.recipients.size()) + " (queue active)");
+
+    // Pending recipients by (transport, next hop).
+    std::map<std::string, Group> groups;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+      if (f.progress[i].final()) continue;
+      auto dest = destination_for(*cfg, env.recipients[i].address);
+      auto transport = transport_for(*cfg, env.recipients[i].address);
+      auto& g = groups[transport + " " + dest.key()];
+      g.transport = transport;
+      g.dest = std::move(dest);
+      g.rcpts.push_back(i);
+    }
+    // Destinations one after the other: a message rarely has many, and
+    // messages themselves are processed concurrently. (Spawning a nested
+    // coroutine per group needs a join primitive we do not have yet.)
+    std::vector<RcptResult> results;
+    for (auto& [key, g] : groups) co_await deliver_group(id, f, g, results);
+
+    // Record what happened; recipients the transport did not answer for stay pending.
+    std::string records;
+    const auto now = clock_();
+    for (const auto& r : results) {
+      if (r.index >= f.progress.size() || f.progress[r.index].final()) continue;
+      qf::RcptProgress p{to_state(r.status), r.dsn, r.relay, r.diagnostic, f.progress[r.index].notified};
+      static constexpr std::string_view kNames[] = {"pending", "sent", "bounced", "deferred"};
+      log_result(id, env, r, kNames[std::size_t(p.state)]);
+      if (p.state == qf::RcptState::Sent) {
+        m().sent.inc();
+        m().latency.observe(std::chrono::duration<double>(now - env.arrival).count());
+      } else {
+        (p.state == qf::RcptState::Bounced ? m().bounced : m().deferred).inc();
+      }
+      records += qf::encode_rcpt_final(r.index, p);
+      f.progress[r.index] = std::move(p);
+    }
+    if (retry::expired(cfg->queue, env, now)) {
+      for (std::size_t i = 0; i < f.progress.size(); ++i) {
+        auto& p = f.progress[i];
+        if (p.final()) continue;
+        p.state = qf::RcptState::Bounced;
+        if (p.dsn.empty() || p.dsn[0] != '4') p.dsn = "4.4.7";
+        if (p.diagnostic.empty()) p.diagnostic = "message expired in the queue";
+        RcptResult r{i, RcptStatus::Bounced, p.dsn, p.relay, p.diagnostic};
+        log_result(id, env, r, "expired, returned to sender");
+        m().bounced.inc();
+        records += qf::encode_rcpt_final(i, p);
+      }
+    }
+    if (!records.empty()) (void)co_await run_blocking(blocking_, [&] { return qf::append_progress(path, records); });
+    records.clear();
+    bool bounces_done = co_await send_bounces(id, f, records);
+
+    bool all_final = std::all_of(f.progress.begin(), f.progress.end(), [](const auto& p) { return p.final(); });
+    if (all_final && bounces_done) {
+      if (!records.empty()) (void)co_await run_blocking(blocking_, [&] { return qf::append_progress(path, records); });
+      co_await run_blocking(blocking_, [&] { ::unlink(path.c_str()); });
+      log::info(id + ": removed");
+      co_return;
+    }
+    // Not done: schedule the next attempt.
+    f.attempts += 1;
+    auto next = now + retry::backoff(cfg->queue, f.attempts);
+    records += qf::encode_attempt(f.attempts, next);
+    bool held = is_held(id);
+    auto to = held ? Spool::kHold : Spool::kDeferred;
+    auto st = co_await run_blocking(blocking_, [&]() -> Status {
+      if (auto a = qf::append_progress(path, records); !a) return a;
+      if (auto mv = spool_.move(id, Spool::kActive, to, held); !mv) return mv;
+      return set_mtime(spool_.path(to, id), next);
+    });
+    if (!st && st.error().code != Errc::NotFound) log::warning(id + ": cannot defer: " + st.error().detail);
+  } catch (const std::exception& e) {
+    log::error(id + ": queue manager: " + e.what());
+  }
+}
+
+asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const qf::QueueFile& file, Group& group,
+                                                  std::vector<RcptResult>& out) {
+  auto defer_all = [&](std::string dsn, std::string why) {
+    for (auto i : group.rcpts) out.push_back(RcptResult{i, RcptStatus::Deferred, dsn, "none", why});
+  };
+  const auto cfg = config_();
+  const std::string key = group.dest.key();
+  if (!co_await limiter_->acquire(key, cfg->queue.destination_concurrency, cfg->queue.total_concurrency)) {
+    defer_all("4.3.2", "mail system is shutting down");
+    co_return;
+  }
+  auto it = transports_.find(group.transport);
+  if (failpoint::hit("queue.during_delivery")) {
+    defer_all("4.3.0", "delivery failed: injected failure");
+  } else if (it == transports_.end()) {
+    defer_all("4.3.5", "mail transport " + group.transport + " unavailable");
+  } else {
+    DeliveryRequest req;
+    req.queue_id = id;
+    req.envelope = &file.envelope;
+    req.recipients = group.rcpts;
+    req.source = source_of(spool_.path(Spool::kActive, id), file);
+    req.destination = group.dest;
+    try {
+      auto res = co_await it->second->deliver(req);
+      std::set<std::size_t> mine(group.rcpts.begin(), group.rcpts.end()), seen;
+      for (auto& r : res)
+        if (mine.count(r.index) && seen.insert(r.index).second) out.push_back(std::move(r));
+      for (auto i : group.rcpts)
+        if (!seen.count(i)) out.push_back(RcptResult{i, RcptStatus::Deferred, "4.3.0", "none", "no result from transport"});
+    } catch (const std::exception& e) {
+      defer_all("4.3.0", std::string("transport failure: ") + e.what());
+    }
+  }
+  limiter_->release(key);
+}
+
+// One bounce for every recipient that failed since the last report.
+asio::awaitable<bool> QueueManager::send_bounces(const std::string& id, qf::QueueFile& f, std::string& records) {
+  const auto& env = f.envelope;
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < f.progress.size(); ++i)
+    if (f.progress[i].state == qf::RcptState::Bounced && !f.progress[i].notified) todo.push_back(i);
+  if (todo.empty()) co_return true;
+  dsn::Report rep;
+  for (auto i : todo)
+    if (dsn::wants_failure_report(env, env.recipients[i]))
+      rep.failed.push_back({&env.recipients[i], f.progress[i].dsn, f.progress[i].relay, f.progress[i].diagnostic});
+  if (rep.failed.empty()) {
+    log::info(id + (env.sender.empty() ? ": sender is <>, no bounce sent" : ": bounce not requested (NOTIFY)"));
+  } else {
+    const auto cfg = config_();
+    const auto path = spool_.path(Spool::kActive, id);
+    auto content = co_await run_blocking(blocking_, [&] {
+      return qf::read_content(path, f, dsn::kReturnSizeLimit + 256 * 1024);
+    });
+    if (!content) {
+      log::warning(id + ": cannot read message for bounce: " + content.error().detail);
+      co_return false;
+    }
+    std::string original;
+    for (const auto& p : f.prepend) original += p;
+    original += *content;
+    rep.reporting_mta = cfg->server.hostname;
+    rep.queue_id = id;
+    rep.original = &env;
+    rep.headers_only = dsn::return_headers_only(env, f.content_size);
+    rep.original_message = std::move(original);
+    rep.now = clock_();
+    auto w = spool_.begin(dsn::envelope(env, rep.now));
+    if (!w) co_return false;
+    rep.bounce_id = (*w)->id();
+    // No co_await inside ?: — g++ 12 destroys the temporaries twice there.
+    Status st = (*w)->append(dsn::build(rep));
+    std::string bounce_id;
+    if (st) {
+      auto committed = co_await spool_.commit(std::move(*w));
+      if (committed) bounce_id = *committed;
+      else st = committed.error();
+    }
+    if (!st) {
+      log::warning(id + ": cannot queue bounce: " + st.error().detail);
+      co_return false;
+    }
+    log::info(id + ": sender non-delivery notification: " + bounce_id);
+  }
+  for (auto i : todo) {
+    f.progress[i].notified = true;
+    records += qf::encode_notified(i);
+  }
+  co_return true;
+}
+
+// ------------------------------------------------------------ scanning
+
+asio::awaitable<void> QueueManager::scan(bool force) {
+  if (stopping_) co_return;
+  struct Found {
+    std::vector<std::string> incoming, due;
+    std::int64_t counts[4] = {0, 0, 0, 0};
+  };
+  const auto now = clock_();
+  auto found = co_await run_blocking(blocking_, [&] {
+    Found out;
+    const std::string_view queues[] = {Spool::kIncoming, Spool::kActive, Spool::kDeferred, Spool::kHold};
+    for (int q = 0; q < 4; ++q) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(spool_.dir() / queues[q], ec)) {
+        std::string id = e.path().filename().string();
+        if (!qf::valid_queue_id(id)) continue;
+        ++out.counts[q];
+        if (q == 0) out.incoming.push_back(id);
+        if (q == 2 && (force || mtime_of(e.path()) <= now)) out.due.push_back(id);
+      }
+    }
+    return out;
+  });
+  m().q_incoming.set(found.counts[0]);
+  m().q_active.set(found.counts[1]);
+  m().q_deferred.set(found.counts[2]);
+  m().q_hold.set(found.counts[3]);
+  for (auto& id : found.incoming) spawn(std::move(id), std::string(Spool::kIncoming));
+  for (auto& id : found.due) spawn(std::move(id), std::string(Spool::kDeferred));
+}
+
+asio::awaitable<void> QueueManager::scan_loop() {
+  while (!stopping_) {
+    auto interval = std::max<std::int64_t>(config_()->queue.scan_interval.count(), 1);
+    timer_.expires_after(std::chrono::seconds(interval));
+    co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (stopping_) co_return;
+    asio::co_spawn(io_, scan(false), asio::detached);
+  }
+}
+
+// ------------------------------------------------------------ admin
+
+asio::awaitable<Result<std::vector<admin::QueueEntry>>> QueueManager::list() {
+  co_return co_await run_blocking(blocking_, [this] { return admin::scan_spool(spool_.dir()); });
+}
+
+asio::awaitable<Result<admin::MessageDetails>> QueueManager::show(std::string id) {
+  co_return co_await run_blocking(blocking_, [this, &id] { return admin::load_message(spool_.dir(), id); });
+}
+
+Status QueueManager::flush() {
+  asio::co_spawn(io_, scan(true), asio::detached);
+  return {};
+}
+
+Status QueueManager::remove(const std::string& id) {
+  if (!qf::valid_queue_id(id)) return Error{Errc::Invalid, "invalid queue id"};
+  bool found = false;
+  for (auto q : {Spool::kIncoming, Spool::kDeferred, Spool::kHold, Spool::kActive})
+    if (::unlink(spool_.path(q, id).c_str()) == 0) found = true;
+  {
+    std::lock_guard lk(mu_);
+    held_.erase(id);
+  }
+  if (!found) return Error{Errc::NotFound, id + ": no such message in the queue"};
+  log::info(id + ": removed (by admin)");
+  return {};
+}
+
+Status QueueManager::hold(const std::string& id) {
+  if (!qf::valid_queue_id(id)) return Error{Errc::Invalid, "invalid queue id"};
+  {
+    std::lock_guard lk(mu_);
+    held_.insert(id);
+  }
+  // fsync of hold/: a held (e.g. quarantined) message must not come back
+  // into incoming/ after a crash and be delivered.
+  for (auto q : {Spool::kIncoming, Spool::kDeferred}) {
+    auto st = spool_.move(id, q, Spool::kHold, true);
+    if (st) {
+      log::info(id + ": hold: moved to hold/");
+      return {};
+    }
+    if (st.error().code != Errc::NotFound) return st;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(spool_.path(Spool::kHold, id), ec)) return {};
+  {
+    std::lock_guard lk(mu_);
+    if (claimed_.count(id)) return {};  // being delivered: held after this attempt
+    held_.erase(id);
+  }
+  return Error{Errc::NotFound, id + ": no such message in the queue"};
+}
+
+Status QueueManager::release(const std::string& id) {
+  if (!qf::valid_queue_id(id)) return Error{Errc::Invalid, "invalid queue id"};
+  {
+    std::lock_guard lk(mu_);
+    held_.erase(id);
+  }
+  auto st = spool_.move(id, Spool::kHold, Spool::kIncoming, true);
+  if (!st) {
+    if (st.error().code == Errc::NotFound) return Error{Errc::NotFound, id + ": not in the hold queue"};
+    return st;
+  }
+  log::info(id + ": released from hold");
+  notify(id);
+  return {};
+}
+
+}  // namespace moat::gateway
