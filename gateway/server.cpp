@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -28,7 +29,7 @@
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "common/tls.hpp"
-#include "directory/userdb.hpp"
+#include "directory/directory.hpp"
 #include "filters/pipeline.hpp"
 #include "gateway/callout.hpp"
 #include "gateway/control.hpp"

@@ -24,7 +24,7 @@
 #include "common/proto/address.hpp"
 #include "common/proto/sasl.hpp"
 #include "common/proto/smtp_parser.hpp"
-#include "directory/userdb.hpp"
+#include "directory/directory.hpp"
 #include "filters/pipeline.hpp"
 #include "filters/policy.hpp"
 #include "gateway/callout.hpp"
@@ -34,6 +34,7 @@
 namespace moat::gateway {
 
 namespace smtp = proto::smtp;
+namespace sasl = proto::sasl;
 using filters::Action;
 using filters::Phase;
 using Clock = std::chrono::steady_clock;
@@ -131,7 +132,9 @@ class Session {
   asio::awaitable<bool> on_data();
   asio::awaitable<bool> on_bdat(const smtp::Command& cmd);
   asio::awaitable<bool> finish_message(Result<void> data_status);
-  asio::awaitable<Result<std::string>> auth_read_line();
+  asio::awaitable<Result<std::string>> auth_challenge(std::string_view prompt);
+  asio::awaitable<Result<std::pair<std::string, std::string>>> auth_exchange(const proto::sasl::AuthRequest& req);
+  asio::awaitable<bool> auth_failed(std::string_view mechanism);
 
   // --- helpers ---
   smtp::ParserOptions parser_options() const {
@@ -432,8 +435,10 @@ asio::awaitable<bool> Session::on_starttls() {
   co_return true;
 }
 
-// Reads one line of an AUTH exchange (RFC 4954 §4).
-asio::awaitable<Result<std::string>> Session::auth_read_line() {
+// Sends a 334 challenge and reads the client's answer line (RFC 4954 §4).
+asio::awaitable<Result<std::string>> Session::auth_challenge(std::string_view prompt) {
+  if (!co_await reply("334 " + std::string(prompt))) co_return Error{Errc::IoError, "connection lost"};
+  parser_.expect_raw_line();
   for (;;) {
     auto ev = parser_.next();
     if (ev.kind == smtp::Event::Kind::NeedMore) {
@@ -441,12 +446,43 @@ asio::awaitable<Result<std::string>> Session::auth_read_line() {
       if (!co_await fill()) co_return Error{Errc::IoError, "connection lost"};
       continue;
     }
-    if (ev.kind == smtp::Event::Kind::CommandError && ev.error.code != Errc::UnknownCommand)
-      co_return ev.error;
-    // The parser reads a base64 line as an unknown command; its raw text is
-    // what we want (a bare "*" or "=" too).
-    co_return ev.command.raw;
+    if (ev.kind == smtp::Event::Kind::CommandError) co_return ev.error;
+    if (sasl::is_cancel(ev.command.argument)) co_return Error{Errc::ParamSyntax, "Authentication aborted"};
+    co_return std::move(ev.command.argument);
   }
+}
+
+// Runs the PLAIN or LOGIN exchange; the value is {user, password}.
+asio::awaitable<Result<std::pair<std::string, std::string>>> Session::auth_exchange(const sasl::AuthRequest& req) {
+  if (req.mechanism == "PLAIN") {
+    std::string b64 = req.initial;
+    if (!req.has_initial) {
+      auto line = co_await auth_challenge("");
+      if (!line) co_return line.error();
+      b64 = std::move(*line);
+    }
+    auto creds = sasl::decode_plain(b64);
+    if (!creds) co_return creds.error();
+    // Acting as another user (authzid) is not supported.
+    if (!creds->authzid.empty() && creds->authzid != creds->authcid) co_return Error{Errc::AuthFailed, ""};
+    co_return std::pair{creds->authcid, creds->password};
+  }
+  if (req.mechanism == "LOGIN") {
+    std::string user_b64 = req.initial;
+    if (!req.has_initial) {
+      auto line = co_await auth_challenge(sasl::kLoginUserPrompt);
+      if (!line) co_return line.error();
+      user_b64 = std::move(*line);
+    }
+    auto user = sasl::decode_login(user_b64);
+    if (!user) co_return user.error();
+    auto pass_b64 = co_await auth_challenge(sasl::kLoginPasswordPrompt);
+    if (!pass_b64) co_return pass_b64.error();
+    auto pass = sasl::decode_login(*pass_b64);
+    if (!pass) co_return pass.error();
+    co_return std::pair{std::move(*user), std::move(*pass)};
+  }
+  co_return Error{Errc::AuthMechUnsupported, ""};
 }
 
 asio::awaitable<bool> Session::on_auth(const smtp::Command& cmd) {
@@ -458,66 +494,38 @@ asio::awaitable<bool> Session::on_auth(const smtp::Command& cmd) {
   if (!auth_user_.empty()) co_return co_await protocol_error(Errc::BadSequence, "Error: already authenticated");
   if (in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: MAIL transaction in progress");
 
-  std::string_view arg = cmd.argument;
-  auto sp = arg.find(' ');
-  std::string mech(arg.substr(0, sp));
-  for (auto& ch : mech) ch = char(std::toupper(static_cast<unsigned char>(ch)));
-  std::string initial = sp == std::string_view::npos ? "" : std::string(arg.substr(sp + 1));
-
-  std::string user, pass;
-  if (mech == "PLAIN") {
-    if (initial.empty()) {
-      if (!co_await reply("334 ")) co_return false;
-      auto line = co_await auth_read_line();
-      if (!line) co_return false;
-      initial = *line;
-    }
-    if (initial == "*") co_return co_await protocol_error(Errc::ParamSyntax, "5.0.0 Authentication aborted");
-    auto creds = smtp::decode_plain(initial);
-    if (!creds) co_return co_await protocol_error(Errc::ParamSyntax, "5.5.2 Invalid base64 data in AUTH");
-    if (!creds->authzid.empty() && creds->authzid != creds->authcid)
-      co_return co_await protocol_error(Errc::AuthFailed);
-    user = creds->authcid;
-    pass = creds->password;
-  } else if (mech == "LOGIN") {
-    std::string u64 = initial;
-    if (u64.empty()) {
-      if (!co_await reply("334 VXNlcm5hbWU6")) co_return false;
-      auto line = co_await auth_read_line();
-      if (!line) co_return false;
-      u64 = *line;
-    }
-    if (!co_await reply("334 UGFzc3dvcmQ6")) co_return false;
-    auto p64 = co_await auth_read_line();
-    if (!p64) co_return false;
-    if (u64 == "*" || *p64 == "*") co_return co_await protocol_error(Errc::ParamSyntax, "5.0.0 Authentication aborted");
-    auto u = base64_decode(u64);
-    auto p = base64_decode(*p64);
-    if (!u || !p) co_return co_await protocol_error(Errc::ParamSyntax, "5.5.2 Invalid base64 data in AUTH");
-    user = *u;
-    pass = *p;
-  } else {
-    co_return co_await protocol_error(Errc::AuthMechUnsupported);
+  auto req = sasl::parse_auth(cmd.argument);
+  if (!req) co_return co_await protocol_error(Errc::ParamSyntax, "Syntax: AUTH mechanism");
+  auto got = co_await auth_exchange(*req);
+  if (!got) {
+    if (got.error().code == Errc::IoError) co_return false;
+    if (got.error().code == Errc::AuthFailed) co_return co_await auth_failed(req->mechanism);
+    co_return co_await protocol_error(got.error().code, got.error().detail);
   }
-
+  auto& [user, pass] = *got;
   auto res = co_await deps_.directory->authenticate(user, pass);
   if (!res) {
     log::warning("AUTH for " + client_name() + ": directory error: " + res.error().detail);
     co_return co_await reply(Errc::DirectoryUnavailable);
   }
   if (!*res) {
-    counters().auth_failed.inc();
-    log::warning(client_name() + ": SASL " + mech + " authentication failed");
-    if (++auth_failures_ >= cfg_.limits.auth_failures) {
-      co_await reply(Errc::AuthFailed);
-      co_await reply("421 4.7.0 Too many failed authentication attempts");
-      co_return false;
-    }
-    co_return co_await protocol_error(Errc::AuthFailed);
+    co_return co_await auth_failed(req->mechanism);
   }
   auth_user_ = user;
   ctx_.envelope.client.auth_user = user;
+  log::info(client_name() + ": sasl_method=" + req->mechanism + ", sasl_username=" + user);
   co_return co_await reply("235 2.7.0 Authentication successful");
+}
+
+asio::awaitable<bool> Session::auth_failed(std::string_view mechanism) {
+  counters().auth_failed.inc();
+  log::warning(client_name() + ": SASL " + std::string(mechanism) + " authentication failed");
+  if (++auth_failures_ >= cfg_.limits.auth_failures) {
+    co_await reply(Errc::AuthFailed);
+    co_await reply("421 4.7.0 Too many failed authentication attempts");
+    co_return false;
+  }
+  co_return co_await protocol_error(Errc::AuthFailed);
 }
 
 asio::awaitable<bool> Session::on_mail(const smtp::Command& cmd) {
@@ -525,18 +533,21 @@ asio::awaitable<bool> Session::on_mail(const smtp::Command& cmd) {
   if (in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: nested MAIL command");
   if (listener_.mode != config::ListenerMode::Smtp && auth_user_.empty())
     co_return co_await protocol_error(io_->tls_active() ? Errc::AuthRequired : Errc::EncryptionRequired);
-  auto params = smtp::parse_mail_params(cmd.params, extended_);
+  // ESMTP parameters only after EHLO (RFC 5321 §4.1.1.11 / RFC 1869).
+  if (!extended_ && !cmd.params.empty())
+    co_return co_await protocol_error(Errc::NotImplemented, "MAIL parameters need EHLO");
+  auto params = smtp::parse_mail_params(cmd.params);
   if (!params) co_return co_await protocol_error(params.error().code, params.error().detail);
-  if (params->size > cfg_.limits.message_size)
+  if (params->size.value_or(0) > cfg_.limits.message_size)
     co_return co_await protocol_error(Errc::MessageTooLarge);
   if (!cmd.path.empty()) {
     auto mb = smtp::parse_path(cmd.path, params->smtputf8);
-    if (!mb) co_return co_await protocol_error(Errc::BadAddress, "5.1.7 Bad sender address syntax");
+    if (!mb) co_return co_await protocol_error(Errc::BadAddress, "Bad sender address syntax");
   }
   reset_transaction();
   auto& env = ctx_.envelope;
   env.sender = cmd.path;
-  env.declared_size = params->size;
+  env.declared_size = params->size.value_or(0);
   env.body = params->body;
   env.smtputf8 = params->smtputf8;
   env.ret = params->ret;
@@ -588,10 +599,12 @@ asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
     // 452 per RFC 5321 §4.5.3.1.10: the client sends the rest later.
     co_return co_await reply(Errc::TooManyRecipients);
   }
-  auto params = smtp::parse_rcpt_params(cmd.params, extended_);
+  if (!extended_ && !cmd.params.empty())
+    co_return co_await protocol_error(Errc::NotImplemented, "RCPT parameters need EHLO");
+  auto params = smtp::parse_rcpt_params(cmd.params);
   if (!params) co_return co_await protocol_error(params.error().code, params.error().detail);
   auto mb = smtp::parse_path(cmd.path, env.smtputf8);
-  if (!mb || cmd.path.empty()) co_return co_await protocol_error(Errc::BadAddress, "5.1.3 Bad recipient address syntax");
+  if (!mb || cmd.path.empty()) co_return co_await protocol_error(Errc::BadAddress, "Bad recipient address syntax");
 
   auto reject = [&](Errc e) -> asio::awaitable<bool> {
     counters().rcpt_rejected.inc();

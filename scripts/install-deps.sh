@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_PKGS=(
   build-essential cmake pkg-config g++ clang-14 libclang-rt-14-dev lld-14
   libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev libunbound-dev
-  libtomlplusplus-dev catch2
+  libtomlplusplus-dev catch2 libevent-dev
 )
 # Real peers the tests talk to.
 TEST_PKGS=(

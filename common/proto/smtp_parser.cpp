@@ -329,6 +329,7 @@ Event Parser::command_error(Errc code, std::string detail, std::size_t resume) {
   // The rest of this line is discarded up to the next CRLF, never buffered.
   pos_ = scan_ = resume;
   skipping_ = true;
+  raw_next_ = false;
   return ev;
 }
 
@@ -357,6 +358,14 @@ Event Parser::next_command() {
         if (buf_[i + 1] != '\n') return command_error(Errc::SyntaxError, "bare CR in command line", i + 1);
         const std::string_view line(buf_.data() + pos_, i - pos_);
         Event ev;
+        if (raw_next_) {
+          // A SASL response (RFC 4954 §4): base64 or "*", not a command.
+          raw_next_ = false;
+          ev.kind = Event::Kind::Command;
+          ev.command.argument.assign(line);
+          pos_ = scan_ = i + 2;
+          return ev;
+        }
         auto r = parse_command(line, opt_.max_line);
         if (r) {
           ev.kind = Event::Kind::Command;

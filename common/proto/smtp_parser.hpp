@@ -130,6 +130,10 @@ class Parser {
 
   std::size_t buffered() const { return buf_.size() - pos_; }
   void discard_buffered();
+  // The next complete line is returned unparsed as a Command with verb
+  // Unknown and the whole line in `argument` (AUTH continuation lines).
+  // Framing checks (bare CR/LF, NUL, length) still apply.
+  void expect_raw_line() { raw_next_ = true; }
 
   void start_data();                               // after 354; starts a new message
   void start_bdat(std::uint64_t size, bool last);  // the next `size` bytes are raw chunk content
@@ -170,6 +174,7 @@ class Parser {
   std::size_t pos_ = 0;      // first unconsumed byte of buf_
   std::size_t scan_ = 0;     // command mode: bytes before this in the current line are checked
   bool skipping_ = false;    // command mode: discarding the rest of a bad line
+  bool raw_next_ = false;    // command mode: hand the next line over unparsed
   Mode mode_ = Mode::Command;
 
   // message state (DATA, or all BDAT chunks of one message)
