@@ -22,8 +22,12 @@ TcpIo::~TcpIo() { close(); }
 asio::awaitable<Result<std::size_t>> TcpIo::read_some(char* buf, std::size_t n) {
   boost::system::error_code ec;
   auto token = asio::redirect_error(asio::use_awaitable, ec);
-  std::size_t got = tls_stream_ ? co_await tls_stream_->async_read_some(asio::buffer(buf, n), token)
-                                : co_await socket_.async_read_some(asio::buffer(buf, n), token);
+  std::size_t got = 0;
+  // if/else, not ?: — g++ 12 mishandles co_await inside a conditional expression.
+  if (tls_stream_)
+    got = co_await tls_stream_->async_read_some(asio::buffer(buf, n), token);
+  else
+    got = co_await socket_.async_read_some(asio::buffer(buf, n), token);
   if (ec && got == 0) co_return Error{map_error(ec), ec.message()};
   co_return got;
 }

@@ -492,7 +492,7 @@ asio::awaitable<std::optional<std::vector<RcptResult>>> SmtpTransport::deliver_o
   while (auto conn = cache_.take(key)) {
     conn->rebind(ex);
     counters().reused.inc();
-    if (co_await transaction(*conn, req, cfg, results, lost) == TxOutcome::Done) {
+    if (auto outcome = co_await transaction(*conn, req, cfg, results, lost); outcome == TxOutcome::Done) {
       co_await release(std::move(conn), key, cfg);
       co_return results;
     }
@@ -500,14 +500,14 @@ asio::awaitable<std::optional<std::vector<RcptResult>>> SmtpTransport::deliver_o
 
   std::vector<Candidate> cands;
   Failure fail;
-  if (!co_await candidates(req.destination, cands, fail)) {
+  if (bool found = co_await candidates(req.destination, cands, fail); !found) {
     fill(fail);
     co_return results;
   }
   for (const auto& c : cands) {
     auto conn = co_await open(c, req.destination, cfg, fail);
     if (!conn) continue;
-    if (co_await transaction(*conn, req, cfg, results, fail) == TxOutcome::Done) {
+    if (auto outcome = co_await transaction(*conn, req, cfg, results, fail); outcome == TxOutcome::Done) {
       co_await release(std::move(conn), key, cfg);
       co_return results;
     }
@@ -726,7 +726,11 @@ asio::awaitable<Status> SmtpTransport::send_data(SmtpConnection& conn, const Mes
     while (done < len) {
       auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, len - done));
       auto do_read = [&]() -> ssize_t { return ::pread(fd, buf.data(), want, off_t(off + done)); };
-      ssize_t n = opts_.blocking ? co_await run_blocking(*opts_.blocking, do_read) : do_read();
+      ssize_t n = 0;
+      if (opts_.blocking)
+        n = co_await run_blocking(*opts_.blocking, do_read);
+      else
+        n = do_read();
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0)
         co_return Error{Errc::IoError, "short read from queue file " + src.file.string()};
@@ -759,7 +763,7 @@ asio::awaitable<std::optional<Result<Reply>>> SmtpTransport::probe_on_strand(Des
   const auto& cfg = *cfg_snap;
   std::vector<Candidate> cands;
   Failure fail;
-  if (!co_await candidates(dest, cands, fail)) co_return Result<Reply>(Errc::NextHopUnavailable, fail.diagnostic);
+  if (bool found = co_await candidates(dest, cands, fail); !found) co_return Result<Reply>(Errc::NextHopUnavailable, fail.diagnostic);
   for (const auto& c : cands) {
     auto conn = co_await open(c, dest, cfg, fail);
     if (!conn) continue;

@@ -119,7 +119,7 @@ class Session {
   asio::awaitable<void> watchdog();
   asio::awaitable<bool> fill();      // read more bytes into the parser; false on EOF/timeout
   asio::awaitable<bool> reply(std::string_view text);  // one reply; "CODE text" lines joined by \n
-  asio::awaitable<bool> reply(Errc e, std::string_view detail = {}) { co_return co_await reply(format_reply(e, detail)); }
+  asio::awaitable<bool> reply(Errc e, std::string_view detail = {});
   asio::awaitable<bool> protocol_error(Errc e, std::string_view detail = {});
 
   // --- commands ---
@@ -129,9 +129,11 @@ class Session {
   asio::awaitable<bool> on_auth(const smtp::Command& cmd);
   asio::awaitable<bool> on_mail(const smtp::Command& cmd);
   asio::awaitable<bool> on_rcpt(const smtp::Command& cmd);
+  asio::awaitable<bool> reject_rcpt(Errc e, const std::string& path);
   asio::awaitable<bool> on_data();
   asio::awaitable<bool> on_bdat(const smtp::Command& cmd);
   asio::awaitable<bool> finish_message(Result<void> data_status);
+  asio::awaitable<bool> end_transaction(std::string reply_text);
   asio::awaitable<Result<std::string>> auth_challenge(std::string_view prompt);
   asio::awaitable<Result<std::pair<std::string, std::string>>> auth_exchange(const proto::sasl::AuthRequest& req);
   asio::awaitable<bool> auth_failed(std::string_view mechanism);
@@ -234,9 +236,16 @@ asio::awaitable<bool> Session::reply(std::string_view text) {
   co_return st.ok();
 }
 
+asio::awaitable<bool> Session::reply(Errc e, std::string_view detail) {
+  std::string text = format_reply(e, detail);
+  bool ok = co_await reply(std::string_view(text));
+  co_return ok;
+}
+
 // A client error: reply, count it, and hang up with 421 after too many.
 asio::awaitable<bool> Session::protocol_error(Errc e, std::string_view detail) {
-  if (!co_await reply(e, detail)) co_return false;
+  bool sent = co_await reply(e, detail);
+  if (!sent) co_return false;
   if (++errors_ >= cfg_.limits.hard_errors) {
     log::info("too many errors after " + std::to_string(n_commands_) + " commands from " + client_name());
     co_await reply(Errc::TooManyErrors);
@@ -309,7 +318,9 @@ asio::awaitable<void> Session::run() {
   set_deadline(Clock::now() + cfg_.limits.command_timeout);
   bool ok = true;
   if (listener_.mode == config::ListenerMode::Submissions) {
-    if (!rt_->tls || !(co_await io_->start_tls()).ok()) {
+    Status tls{Errc::NotImplemented};
+    if (rt_->tls) tls = co_await io_->start_tls();
+    if (!tls) {
       log::info("TLS handshake failed on implicit-TLS port from " + client_name());
       ok = false;
     }
@@ -396,7 +407,7 @@ asio::awaitable<bool> Session::on_helo(const smtp::Command& cmd, bool extended) 
   extended_ = extended;
   auto& c = ctx_.envelope.client;
   c.helo = cmd.argument.substr(0, 255);
-  if (!co_await apply_verdict_early(Phase::Helo)) {
+  if (bool passed = co_await apply_verdict_early(Phase::Helo); !passed) {
     greeted_ = false;
     co_return ++errors_ < cfg_.limits.hard_errors;
   }
@@ -418,7 +429,7 @@ asio::awaitable<bool> Session::on_starttls() {
     log::info("discarding plaintext pipelined after STARTTLS from " + client_name());
     parser_.discard_buffered();
   }
-  if (!co_await reply("220 2.0.0 Ready to start TLS")) co_return false;
+  if (bool sent = co_await reply("220 2.0.0 Ready to start TLS"); !sent) co_return false;
   // Drain what the kernel already holds too: it was sent before the handshake.
   auto st = co_await io_->start_tls();
   if (!st) {
@@ -437,13 +448,13 @@ asio::awaitable<bool> Session::on_starttls() {
 
 // Sends a 334 challenge and reads the client's answer line (RFC 4954 §4).
 asio::awaitable<Result<std::string>> Session::auth_challenge(std::string_view prompt) {
-  if (!co_await reply("334 " + std::string(prompt))) co_return Error{Errc::IoError, "connection lost"};
+  if (bool sent = co_await reply("334 " + std::string(prompt)); !sent) co_return Error{Errc::IoError, "connection lost"};
   parser_.expect_raw_line();
   for (;;) {
     auto ev = parser_.next();
     if (ev.kind == smtp::Event::Kind::NeedMore) {
       set_deadline(Clock::now() + cfg_.limits.command_timeout);
-      if (!co_await fill()) co_return Error{Errc::IoError, "connection lost"};
+      if (bool more = co_await fill(); !more) co_return Error{Errc::IoError, "connection lost"};
       continue;
     }
     if (ev.kind == smtp::Event::Kind::CommandError) co_return ev.error;
@@ -555,7 +566,7 @@ asio::awaitable<bool> Session::on_mail(const smtp::Command& cmd) {
   env.client.auth_user = auth_user_;
   env.client.protocol = std::string(extended_ ? "ESMTP" : "SMTP") + (io_->tls_active() ? "S" : "") +
                         (auth_user_.empty() ? "" : "A");
-  if (!co_await apply_verdict_early(Phase::MailFrom)) co_return ++errors_ < cfg_.limits.hard_errors;
+  if (bool passed = co_await apply_verdict_early(Phase::MailFrom); !passed) co_return ++errors_ < cfg_.limits.hard_errors;
   in_mail_ = true;
   co_return co_await reply("250 2.1.0 Ok");
 }
@@ -592,6 +603,15 @@ asio::awaitable<Status> Session::verify_recipient(const config::RelayDomain& dom
   co_return Status{};
 }
 
+// (A member, not a coroutine lambda: g++ 12 miscompiles capturing ones.)
+asio::awaitable<bool> Session::reject_rcpt(Errc e, const std::string& path) {
+  counters().rcpt_rejected.inc();
+  std::string detail = "<" + path + ">: " + std::string(smtp_reply(e).text);
+  log_reject("RCPT", format_reply(e, detail), path);
+  if (is_temporary(e)) co_return co_await reply(e, detail);
+  co_return co_await protocol_error(e, detail);
+}
+
 asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
   if (!in_mail_) co_return co_await protocol_error(Errc::BadSequence, "Error: need MAIL command");
   auto& env = ctx_.envelope;
@@ -606,17 +626,10 @@ asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
   auto mb = smtp::parse_path(cmd.path, env.smtputf8);
   if (!mb || cmd.path.empty()) co_return co_await protocol_error(Errc::BadAddress, "Bad recipient address syntax");
 
-  auto reject = [&](Errc e) -> asio::awaitable<bool> {
-    counters().rcpt_rejected.inc();
-    std::string text = format_reply(e, std::string(smtp_reply(e).text).insert(0, "<" + cmd.path + ">: "));
-    log_reject("RCPT", text, cmd.path);
-    if (is_temporary(e)) co_return co_await reply(text);
-    co_return co_await protocol_error(e, std::string(smtp_reply(e).text).insert(0, "<" + cmd.path + ">: "));
-  };
-  if (auto st = check_rcpt_domain(*mb); !st) co_return co_await reject(st.error().code);
+  if (auto st = check_rcpt_domain(*mb); !st) co_return co_await reject_rcpt(st.error().code, cmd.path);
   if (const auto* dom = cfg_.relay_domain(mb->domain)) {
     std::string addr = mb->local + "@" + mb->domain;
-    if (auto st = co_await verify_recipient(*dom, addr); !st) co_return co_await reject(st.error().code);
+    if (auto st = co_await verify_recipient(*dom, addr); !st) co_return co_await reject_rcpt(st.error().code, cmd.path);
   }
   env.recipients.push_back(Recipient{cmd.path, params->notify, params->orcpt});
   ctx_.current_rcpt = &env.recipients.back();
@@ -637,15 +650,14 @@ asio::awaitable<bool> Session::on_data() {
   auto w = deps_.spool->begin(ctx_.envelope);
   if (!w) co_return co_await reply(w.error().code);
   writer_ = std::move(*w);
-  message_ = received_header(writer_->id());
-  if (!co_await reply("354 End data with <CR><LF>.<CR><LF>")) co_return false;
+  if (bool sent = co_await reply("354 End data with <CR><LF>.<CR><LF>"); !sent) co_return false;
   parser_.start_data();
   set_deadline(Clock::now() + cfg_.limits.data_timeout);  // one deadline for the whole DATA phase
   for (;;) {
     auto ev = parser_.next();
     switch (ev.kind) {
       case smtp::Event::Kind::NeedMore:
-        if (!co_await fill()) co_return false;
+        if (bool more = co_await fill(); !more) co_return false;
         break;
       case smtp::Event::Kind::DataChunk:
         message_.append(ev.data);
@@ -664,7 +676,7 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
     for (;;) {
       auto ev = parser_.next();
       if (ev.kind == smtp::Event::Kind::NeedMore) {
-        if (!co_await fill()) co_return false;
+        if (bool more = co_await fill(); !more) co_return false;
       } else if (ev.kind == smtp::Event::Kind::BdatChunkEnd || ev.kind == smtp::Event::Kind::DataError) {
         break;
       }
@@ -677,7 +689,6 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
     auto w = deps_.spool->begin(ctx_.envelope);
     if (!w) co_return co_await reply(w.error().code);
     writer_ = std::move(*w);
-    message_ = received_header(writer_->id());
   }
   parser_.start_bdat(cmd.bdat_size, cmd.bdat_last);
   set_deadline(Clock::now() + cfg_.limits.data_timeout);
@@ -685,7 +696,7 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
   for (;;) {
     auto ev = parser_.next();
     if (ev.kind == smtp::Event::Kind::NeedMore) {
-      if (!co_await fill()) co_return false;
+      if (bool more = co_await fill(); !more) co_return false;
     } else if (ev.kind == smtp::Event::Kind::DataChunk) {
       if (chunk_status.ok()) message_.append(ev.data);
     } else if (ev.kind == smtp::Event::Kind::DataError) {
@@ -701,25 +712,22 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
 
 // End of DATA or the last BDAT chunk: scan, decide, spool durably, answer.
 asio::awaitable<bool> Session::finish_message(Status data_status) {
-  auto finish = [&](std::string text) -> asio::awaitable<bool> {
-    reset_transaction();
-    co_return co_await reply(text);
-  };
   if (!data_status) {
     counters().rejected.inc();
     std::string text = format_reply(data_status.error().code);
     log_reject("END-OF-MESSAGE", text);
-    co_return co_await finish(text);
+    co_return co_await end_transaction(std::move(text));
   }
   std::string_view msg = message_;
   ctx_.message = msg;
   ctx_.header = msg.substr(0, header_end(msg));
   ctx_.message_size = msg.size();
-  ctx_.received_hops = count_received(ctx_.header);
+  ctx_.received_hops = count_received(ctx_.header) + 1;  // ours counts too
 
   filters::Verdict verdict;
   if (rt_->pipeline) verdict = co_await rt_->pipeline->run(Phase::EndOfData, ctx_);
   const std::string qid = writer_->id();
+  std::string head = received_header(qid);
   switch (verdict.action) {
     case Action::Reject:
     case Action::TempFail: {
@@ -727,24 +735,27 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
       std::string text = format_reply(verdict.reply, std::string(smtp_reply(verdict.reply).text) +
                                                          (verdict.reason.empty() ? "" : " (" + verdict.reason + ")"));
       log::info(qid + ": reject: END-OF-MESSAGE from " + client_name() + ": " + text);
-      co_return co_await finish(text);
+      co_return co_await end_transaction(std::move(text));
     }
     case Action::Discard:
       counters().discarded.inc();
       log::info(qid + ": discard: END-OF-MESSAGE from " + client_name() + ": " + verdict.reason);
-      co_return co_await finish("250 2.0.0 Ok: queued as " + qid);
+      co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
     case Action::Tag:
-      for (auto& line : filters::spam_headers(verdict, ctx_.symbols)) writer_->add_header(std::move(line));
+    case Action::Quarantine:
+      for (auto& line : filters::spam_headers(verdict, ctx_.symbols)) head += line + "\r\n";
       break;
     default: break;
   }
 
-  if (auto st = writer_->append(message_); !st) co_return co_await finish(format_reply(st.error().code));
+  Status st = writer_->append(head);
+  if (st) st = writer_->append(message_);
+  if (!st) co_return co_await end_transaction(format_reply(st.error().code));
   auto committed = co_await deps_.spool->commit(std::move(writer_));
   if (!committed) {
     counters().tempfailed.inc();
     log::warning(qid + ": spool commit failed: " + committed.error().detail);
-    co_return co_await finish(format_reply(committed.error().code));
+    co_return co_await end_transaction(format_reply(committed.error().code));
   }
   log::info(qid + ": client=" + client_name() + (auth_user_.empty() ? "" : ", sasl_username=" + auth_user_));
   if (verdict.action == Action::Quarantine && deps_.queue) {
@@ -757,7 +768,12 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   }
   // Between fsync and the reply: a crash here must not lose the message.
   failpoint::hit("smtp.before_reply");
-  co_return co_await finish("250 2.0.0 Ok: queued as " + qid);
+  co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
+}
+
+asio::awaitable<bool> Session::end_transaction(std::string reply_text) {
+  reset_transaction();
+  co_return co_await reply(reply_text);
 }
 
 }  // namespace

@@ -309,7 +309,7 @@ asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const q
   };
   const auto cfg = config_();
   const std::string key = group.dest.key();
-  if (!co_await limiter_->acquire(key, cfg->queue.destination_concurrency, cfg->queue.total_concurrency)) {
+  if (bool acquired = co_await limiter_->acquire(key, cfg->queue.destination_concurrency, cfg->queue.total_concurrency); !acquired) {
     defer_all("4.3.2", "mail system is shutting down");
     co_return;
   }
