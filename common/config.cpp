@@ -346,8 +346,6 @@ void read_limits(Section& s, Limits& l) {
   s.uint("auth_failures", l.auth_failures, 1, 100);
   if (auto d = s.duration("greet_pause", milliseconds{0}, milliseconds{60000})) l.greet_pause = *d;
   s.choice("bare_line", l.bare_line, Names<BareLinePolicy>(kBareLine));
-  if (l.header_size > l.message_size)
-    s.error_here("header_size must not exceed message_size");
   if (l.connections_per_client > l.max_connections)
     s.error_here("connections_per_client must not exceed max_connections");
 }

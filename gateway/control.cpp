@@ -11,9 +11,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -26,6 +26,7 @@ namespace {
 
 using asio::local::stream_protocol;
 constexpr std::size_t kMaxRequest = 4096;
+using namespace asio::experimental::awaitable_operators;
 
 std::string error_reply(std::string_view what) { return "ERROR: " + std::string(what) + "\n"; }
 
@@ -100,26 +101,26 @@ void Control::stop() {
 
 asio::awaitable<void> Control::accept_loop() {
   for (;;) {
-    auto strand = asio::make_strand(io_);
-    auto [ec, sock] = co_await acceptor_->async_accept(strand, asio::as_tuple(asio::use_awaitable));
+    auto [ec, sock] = co_await acceptor_->async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
     if (ec) {
       asio::steady_timer t(io_, std::chrono::milliseconds(100));  // EMFILE: back off, don't spin
       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
-    asio::co_spawn(strand, serve(std::move(sock)), asio::detached);
+    asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
   }
 }
 
 asio::awaitable<void> Control::serve(stream_protocol::socket sock) {
-  asio::steady_timer deadline(sock.get_executor(), std::chrono::seconds(30));
-  deadline.async_wait([&sock](boost::system::error_code ec) {
-    if (!ec) sock.close(ec);
-  });
+  // A client that sends no complete request within 30 s is dropped.
+  asio::steady_timer deadline(io_, std::chrono::seconds(30));
   std::string line;
-  auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(line, kMaxRequest), '\n',
-                                                 asio::as_tuple(asio::use_awaitable));
+  auto read = asio::async_read_until(sock, asio::dynamic_buffer(line, kMaxRequest), '\n',
+                                     asio::as_tuple(asio::use_awaitable));
+  auto raced = co_await (std::move(read) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (raced.index() == 1) co_return;
+  auto [ec, n] = std::get<0>(raced);
   std::string reply;
   if (ec == asio::error::not_found) {
     reply = error_reply("request too long");
@@ -134,7 +135,6 @@ asio::awaitable<void> Control::serve(stream_protocol::socket sock) {
     }
   }
   co_await asio::async_write(sock, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
-  deadline.cancel();
   boost::system::error_code ignore;
   sock.shutdown(stream_protocol::socket::shutdown_both, ignore);
   sock.close(ignore);

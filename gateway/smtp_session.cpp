@@ -140,7 +140,9 @@ class Session {
 
   // --- helpers ---
   smtp::ParserOptions parser_options() const {
-    return {cfg_.limits.line_length, cfg_.limits.header_size, cfg_.limits.message_size,
+    // A header limit above the message limit is simply the message limit.
+    return {cfg_.limits.line_length, std::min<std::size_t>(cfg_.limits.header_size, cfg_.limits.message_size),
+            cfg_.limits.message_size,
             cfg_.limits.bare_line};
   }
   bool must_tls_before_auth() const { return !io_->tls_active(); }
@@ -575,7 +577,7 @@ Status Session::check_rcpt_domain(const smtp::Mailbox& mb) const {
   if (may_relay_anywhere()) return {};
   // Unauthenticated mail only for our relay domains, and only in plain forms
   // that every next hop reads the same way (SECURITY.md open-relay tricks).
-  if (auto st = smtp::check_relay_safe(mb); !st) return st;
+  if (auto st = smtp::check_relay_safe(mb, ctx_.envelope.smtputf8); !st) return st;
   if (!cfg_.relay_domain(mb.domain)) return Error{Errc::RelayDenied, ""};
   return {};
 }

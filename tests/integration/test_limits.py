@@ -27,19 +27,20 @@ def start_data(c: RawSmtp, rcpt="user@example.test"):
 
 
 @pytest.mark.asan
-@pytest.mark.parametrize("limited", [{"line_length": 200}], indirect=True)
+@pytest.mark.parametrize("limited", [{"line_length": 1000}], indirect=True)
 def test_line_length(limited):
     m, sink = limited
     c = RawSmtp(m.port())
     c.cmd("EHLO client.test")
-    code, text = c.cmd("NOOP " + "x" * 300)
+    assert c.cmd("NOOP " + "x" * 993)[0] == 250           # 1000 bytes with CRLF: allowed
+    code, text = c.cmd("NOOP " + "x" * 994)
     assert code == 500 and text.startswith("5.5.6"), f"{code} {text}"
     assert c.cmd("NOOP")[0] == 250                        # the session goes on, in step
     c.close()
     # a DATA line over the limit
     c = RawSmtp(m.port())
     start_data(c)
-    c.send(b"Subject: long\r\n\r\n" + b"y" * 300 + b"\r\n.\r\n")
+    c.send(b"Subject: long\r\n\r\n" + b"y" * 1100 + b"\r\n.\r\n")
     code, text = c.reply()
     assert code == 500 and text.startswith("5.5.6"), f"{code} {text}"
     c.close()

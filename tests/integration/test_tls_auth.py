@@ -4,6 +4,7 @@ import re
 import smtplib
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -13,9 +14,16 @@ USER, PASSWORD = "alice@example.test", "correct horse battery staple"
 
 
 def s_client(args, stdin: bytes, timeout=30):
-    r = subprocess.run(["openssl", "s_client", "-brief", "-crlf", "-ign_eof", *args],
-                       input=stdin, capture_output=True, timeout=timeout)
-    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    """Runs s_client, typing one line of `stdin` per second like a person:
+    moat refuses a client that sends EHLO and QUIT in one go (RFC 2920)."""
+    p = subprocess.Popen(["openssl", "s_client", "-brief", "-crlf", "-ign_eof", *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in stdin.splitlines(keepends=True):
+        time.sleep(1.0)
+        p.stdin.write(line)
+        p.stdin.flush()
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def ehlo_lines_after_tls(out: str) -> list[str]:
