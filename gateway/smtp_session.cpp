@@ -8,8 +8,7 @@
 //                 └──── STARTTLS ─────┘ └──── 250/5xx after DATA ◀───┘
 #include "gateway/smtp_session.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -38,6 +37,7 @@ namespace sasl = proto::sasl;
 using filters::Action;
 using filters::Phase;
 using Clock = std::chrono::steady_clock;
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -109,6 +109,9 @@ class Session {
         timer_(ex) {}
 
   asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> dialogue();
 
  private:
   // --- I/O with deadlines ---
@@ -308,10 +311,18 @@ asio::awaitable<bool> Session::apply_verdict_early(Phase phase) {
   co_return true;
 }
 
+// The dialogue and its watchdog run as one parallel group, so the watchdog
+// has finished before the Session is destroyed.
 asio::awaitable<void> Session::run() {
   counters().connections.inc();
+  co_await (dialogue() || watchdog());
+  reset_transaction();
+  io_->close();
+  log::info("disconnect from " + client_name() + " commands=" + std::to_string(n_commands_));
+}
+
+asio::awaitable<void> Session::dialogue() {
   auto ex = co_await asio::this_coro::executor;
-  asio::co_spawn(ex, watchdog(), asio::detached);
   ctx_.config = rt_->config;
   ctx_.envelope.client.ip = peer_.ip;
   ctx_.envelope.client.port = peer_.port;
@@ -343,7 +354,7 @@ asio::awaitable<void> Session::run() {
     auto ev = parser_.next();
     switch (ev.kind) {
       case smtp::Event::Kind::NeedMore:
-        set_deadline(Clock::now() + cfg_.limits.command_timeout);
+        if (parser_.between_commands()) set_deadline(Clock::now() + cfg_.limits.command_timeout);
         ok = co_await fill();
         break;
       case smtp::Event::Kind::Command:
@@ -360,9 +371,6 @@ asio::awaitable<void> Session::run() {
   }
   done_ = true;
   timer_.cancel();
-  reset_transaction();
-  io_->close();
-  log::info("disconnect from " + client_name() + " commands=" + std::to_string(n_commands_));
 }
 
 asio::awaitable<bool> Session::on_command(const smtp::Command& cmd) {
@@ -455,7 +463,7 @@ asio::awaitable<Result<std::string>> Session::auth_challenge(std::string_view pr
   for (;;) {
     auto ev = parser_.next();
     if (ev.kind == smtp::Event::Kind::NeedMore) {
-      set_deadline(Clock::now() + cfg_.limits.command_timeout);
+      if (parser_.between_commands()) set_deadline(Clock::now() + cfg_.limits.command_timeout);
       if (bool more = co_await fill(); !more) co_return Error{Errc::IoError, "connection lost"};
       continue;
     }

@@ -129,6 +129,10 @@ class Parser {
   Event next();
 
   std::size_t buffered() const { return buf_.size() - pos_; }
+  // No part of a command line has been received (the session starts the
+  // per-command deadline only then, so a byte-a-second client cannot
+  // stretch it).
+  bool between_commands() const { return mode_ == Mode::Command && !skipping_ && buffered() == 0; }
   void discard_buffered();
   // The next complete line is returned unparsed as a Command with verb
   // Unknown and the whole line in `argument` (AUTH continuation lines).
