@@ -2,6 +2,7 @@
 //   moatctl [--config FILE] config check [FILE]
 //   moatctl [--config FILE] user add|passwd|del|list
 //   moatctl [--config FILE] queue list|show|flush|delete|hold|release
+//   moatctl [--config FILE] reload|metrics
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -19,7 +20,9 @@ void usage() {
                "  queue list [--json]          show the mail queue\n"
                "  queue show ID [--json]\n"
                "  queue flush                  retry deferred mail now\n"
-               "  queue delete|hold|release ID\n");
+               "  queue delete|hold|release ID\n"
+               "  reload                       re-read the configuration (like SIGHUP)\n"
+               "  metrics                      print counters in Prometheus text format\n");
 }
 
 std::filesystem::path default_config() {
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
   if (cmd == "config") return moat::ctl::config_cmd(ctx, args);
   if (cmd == "user") return moat::ctl::user_cmd(ctx, args);
   if (cmd == "queue") return moat::ctl::queue_cmd(ctx, args);
+  if (cmd == "reload" || cmd == "metrics") return moat::ctl::control_cmd(ctx, cmd, args);
   usage();
   return 2;
 }

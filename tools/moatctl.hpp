@@ -18,5 +18,11 @@ struct Context {
 int config_cmd(const Context& ctx, const Args& args);   // moatctl config check
 int user_cmd(const Context& ctx, const Args& args);     // moatctl user add|passwd|del|list
 int queue_cmd(const Context& ctx, const Args& args);    // moatctl queue list|show|flush|delete|hold|release
+int control_cmd(const Context& ctx, const std::string& word, const Args& args);  // moatctl reload|metrics
+
+// One request line to moatd's control socket; false when nothing answers.
+bool ask(const std::filesystem::path& sock_path, const std::string& line, std::string& reply);
+// Prints moatd's answer ("ERROR: ..." to stderr) and returns the exit code.
+int print_reply(const std::string& reply);
 
 }  // namespace moat::ctl

@@ -1,13 +1,8 @@
 // moatctl queue list|show|flush|delete|hold|release: asks moatd over its
 // control socket; when moatd is down, list and show read the spool directly
 // (read-only, like `postqueue -p` without a running master) and the others fail.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include "common/config.hpp"
@@ -21,42 +16,6 @@ namespace {
 int usage() {
   std::fprintf(stderr, "usage: moatctl queue list [--json] | show ID [--json] | flush | delete ID | hold ID | release ID\n");
   return 2;
-}
-
-// Sends one line, returns everything moatd answers; nullopt-like empty
-// result with `down` set when nothing listens on the socket.
-bool ask(const std::filesystem::path& sock_path, const std::string& line, std::string& reply, bool& down) {
-  down = false;
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  if (sock_path.native().size() >= sizeof sa.sun_path) {
-    ::close(fd);
-    return false;
-  }
-  std::memcpy(sa.sun_path, sock_path.c_str(), sock_path.native().size());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    down = errno == ENOENT || errno == ECONNREFUSED;
-    ::close(fd);
-    return false;
-  }
-  timeval tv{60, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string req = line + "\n";
-  if (::write(fd, req.data(), req.size()) != ssize_t(req.size())) {
-    ::close(fd);
-    return false;
-  }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, std::size_t(n));
-  }
-  ::close(fd);
-  return true;
 }
 
 int offline(const std::filesystem::path& spool, const std::string& sub, const Args& rest, bool json) {
@@ -101,16 +60,10 @@ int queue_cmd(const Context& ctx, const Args& args) {
     std::fprintf(stderr, "moatctl: %s\n", cfg.error().detail.c_str());
     return 1;
   }
-  auto sock = (*cfg)->server.control_socket;
-  if (sock.empty()) sock = (*cfg)->server.data_dir / "run" / "moatd.sock";
+  const auto& sock = (*cfg)->server.control_socket;
   std::string line = "queue " + sub + (needs_id ? " " + rest[1] : "") + (json ? " --json" : "");
   std::string reply;
-  bool down = false;
-  if (ask(sock, line, reply, down)) {
-    bool failed = reply.rfind("ERROR: ", 0) == 0;
-    std::fputs(failed ? reply.c_str() + 7 : reply.c_str(), failed ? stderr : stdout);
-    return failed ? 1 : 0;
-  }
+  if (ask(sock, line, reply)) return print_reply(reply);
   if (sub == "list" || sub == "show") return offline((*cfg)->spool_dir(), sub, rest, json);
   std::fprintf(stderr, "moatctl: moatd is not running (no answer on %s); 'queue %s' needs the daemon\n",
                sock.c_str(), sub.c_str());

@@ -96,3 +96,32 @@ def test_sighup_broken_file_keeps_old_config(make_sink, make_moatd):
     m.sighup()
     time.sleep(1.0)
     assert m.running
+
+
+def test_moatctl_reload_and_metrics(make_sink, make_moatd):
+    """`moatctl reload` does what SIGHUP does, and `moatctl metrics` shows
+    the counters a Prometheus scrape will read."""
+    sink = make_sink("sink")
+    sink2 = make_sink("new")
+    m = make_moatd(relay_domains=[relay_domain("example.test", sink.port)])
+    tok = token()
+    m.send(make_message(tok))
+    sink.wait_token(tok)
+
+    r = m.ctl("metrics", check=True)
+    assert re.search(r'^moat_smtp_messages_total\{outcome="accepted"\} 1$', r.stdout_text, re.M), r.stdout_text
+    assert re.search(r"^moat_smtp_connections_total [1-9]", r.stdout_text, re.M), r.stdout_text
+
+    m.reconfigure({"relay": {"domain": [relay_domain("example.test", sink.port),
+                                        relay_domain("new.test", sink2.port)]}})
+    r = m.ctl("reload", check=True)
+    assert r.stdout_text.strip() == "OK", r.stdout_text
+    tok2 = token()
+    m.send(make_message(tok2, rcpt="user@new.test"), rcpts=["user@new.test"])
+    sink2.wait_token(tok2)
+
+    # A broken file: moatctl names the bad line and moatd keeps running.
+    m.config_path.write_text(m.config_path.read_text().replace("[limits]", "[limits\nbroken"))
+    r = m.ctl("reload")
+    assert r.returncode == 1 and re.search(r"moat\.toml:\d+:", r.stderr_text), (r.stdout_text, r.stderr_text)
+    assert m.running
