@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -23,7 +24,10 @@ struct Point {
 };
 
 std::mutex g_mu;
-std::vector<Point*> g_points;  // leaked on purpose: lives for the process
+std::vector<Point*> g_points;
+// Every Point ever made stays alive until exit: hit() may still hold one
+// while a reload() (tests only) replaces the list.
+std::vector<std::unique_ptr<Point>> g_all;
 std::atomic<bool> g_any{false};
 std::once_flag g_once;
 
@@ -41,7 +45,7 @@ void parse_env() {
     std::string_view item = s.substr(0, comma);
     s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
     auto eq = item.find('=');
-    auto* p = new Point;
+    auto* p = g_all.emplace_back(std::make_unique<Point>()).get();
     p->name = std::string(item.substr(0, eq));
     p->action = eq == std::string_view::npos ? "kill" : std::string(item.substr(eq + 1));
     if (auto at = p->action.find('@'); at != std::string::npos) {
