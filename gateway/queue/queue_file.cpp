@@ -221,10 +221,38 @@ bool apply_progress(QueueFile& qf, Rec type, std::string_view payload) {
 
 }  // namespace
 
-std::uint32_t crc32c(std::uint32_t crc, std::string_view data) {
-  crc = ~crc;
+namespace {
+std::uint32_t crc32c_table(std::uint32_t crc, std::string_view data) {
   for (unsigned char c : data) crc = kCrcTable[(crc ^ c) & 0xff] ^ (crc >> 8);
-  return ~crc;
+  return crc;
+}
+
+#if defined(__x86_64__)
+// SSE 4.2's CRC32 instruction computes exactly CRC-32C; eight bytes a step
+// it is about 20x faster than the table, which matters for 100 KB messages
+// (checksummed when spooled and again when read for delivery).
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::uint32_t crc, std::string_view data) {
+  const char* p = data.data();
+  std::size_t n = data.size();
+  std::uint64_t c = crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  auto c32 = std::uint32_t(c);
+  for (; n > 0; ++p, --n) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p));
+  return c32;
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+}  // namespace
+
+std::uint32_t crc32c(std::uint32_t crc, std::string_view data) {
+#if defined(__x86_64__)
+  if (kHaveSse42) return ~crc32c_sse42(~crc, data);
+#endif
+  return ~crc32c_table(~crc, data);
 }
 
 void put_record(std::string& out, Rec type, std::string_view payload) {
