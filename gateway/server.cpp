@@ -283,7 +283,7 @@ int Server::run() {
   runtime_ = *rt;
   auto getter = [this] { return config(); };
 
-  spool_ = std::make_unique<Spool>(cfg.spool_dir(), blocking_);
+  spool_ = std::make_unique<Spool>(cfg.spool_dir(), blocking_, 16);
   if (auto st = spool_->init(); !st) {
     log::error("fatal: spool: " + st.error().detail);
     return 1;

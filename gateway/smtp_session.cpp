@@ -41,7 +41,9 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-constexpr std::size_t kReadChunk = 4096;
+constexpr std::size_t kCommandRead = 4096;
+constexpr std::size_t kDataRead = 64 * 1024;
+constexpr std::size_t kKeepBuffer = 1024 * 1024;
 
 std::string rfc5322_date(std::chrono::system_clock::time_point tp) {
   std::time_t t = std::chrono::system_clock::to_time_t(tp);
@@ -190,6 +192,7 @@ class Session {
   filters::ScanContext ctx_;
   std::unique_ptr<SpoolWriter> writer_;
   std::string message_;   // kept for the EndOfData filters (bounded by message_size)
+  std::string data_buf_;  // read buffer for DATA/BDAT, allocated at the first one
   // counts for the "disconnect" log line, Postfix style
   unsigned n_commands_ = 0;
 };
@@ -209,8 +212,18 @@ asio::awaitable<void> Session::watchdog() {
 }
 
 asio::awaitable<bool> Session::fill() {
-  char buf[kReadChunk];
-  auto got = co_await io_->read_some(buf, sizeof buf);
+  // Commands arrive in small reads; message data in large ones. The large
+  // buffer exists only once a session sends a message, so an idle
+  // connection stays small.
+  char small[kCommandRead];
+  char* buf = small;
+  std::size_t size = sizeof small;
+  if (parser_.mode() != smtp::Parser::Mode::Command) {
+    data_buf_.resize(kDataRead);
+    buf = data_buf_.data();
+    size = data_buf_.size();
+  }
+  auto got = co_await io_->read_some(buf, size);
   if (!got) {
     if (timed_out_) {
       counters().timeouts.inc();
@@ -281,7 +294,10 @@ void Session::reset_transaction() {
   in_mail_ = false;
   bdat_used_ = false;
   writer_.reset();  // aborts an uncommitted spool file
+  // Buffers keep their memory for the next message of this session (no
+  // mmap/munmap per message), unless a large message made them big.
   message_.clear();
+  if (message_.capacity() > kKeepBuffer) std::string().swap(message_);
   auto client = ctx_.envelope.client;
   ctx_ = filters::ScanContext{};
   ctx_.config = rt_->config;
