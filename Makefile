@@ -43,7 +43,7 @@ test: test-deps build build-asan
 	cd $(BUILD) && ctest --output-on-failure
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	MOAT_BIN=$(CURDIR)/$(BUILD)/bin MOAT_ASAN_BIN=$(CURDIR)/$(ASAN_BUILD)/bin \
-	  $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	  $(PY) -m pytest -q -p no:cacheprovider --timeout=300 tests/integration
 
 fuzz: build-asan
 	./tests/fuzz/run-all.sh $(ASAN_BUILD)/bin $(or $(SECONDS_EACH),60)

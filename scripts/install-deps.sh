@@ -10,7 +10,7 @@ BUILD_PKGS=(
 )
 # Real peers the tests talk to.
 TEST_PKGS=(
-  python3 python3-pytest swaks openssl postfix unbound dnsutils procps psmisc
+  python3 python3-pytest python3-pytest-timeout swaks openssl postfix unbound dnsutils procps psmisc
 )
 
 want=("${BUILD_PKGS[@]}")

@@ -4,6 +4,8 @@
 // tests/CMakeLists.txt needs no edit; POSIX only.
 #pragma once
 
+#include <fcntl.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -102,17 +104,21 @@ class ChildProcess {
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
+    // Everything that may allocate happens before fork: the test process has
+    // threads, and a child that mallocs before exec can deadlock on a lock
+    // another thread held at fork time.
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);  // our own group: a terminal ^C to the test does not race us
-      FILE* f = std::fopen(log.c_str(), "a");
-      if (f) {
-        ::dup2(fileno(f), 1);
-        ::dup2(fileno(f), 2);
+      if (log_fd >= 0) {
+        ::dup2(log_fd, 1);  // dup2 clears O_CLOEXEC on the copies
+        ::dup2(log_fd, 2);
       }
       ::execv(args[0], args.data());
       ::_exit(127);
     }
+    if (log_fd >= 0) ::close(log_fd);
   }
   ~ChildProcess() { stop(); }
   ChildProcess(const ChildProcess&) = delete;
