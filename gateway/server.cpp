@@ -26,6 +26,7 @@
 
 #include "common/config.hpp"
 #include "common/dns/resolver.hpp"
+#include "common/io_context.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "common/tls.hpp"
@@ -83,6 +84,9 @@ class Server {
         blocking_(4),
         config_(std::move(cfg)) {}
 
+  // Pending frames first, while the members they refer to are alive.
+  ~Server() { io_.destroy_pending(); }
+
   int run();
 
  private:
@@ -101,7 +105,7 @@ class Server {
   bool drop_privileges(const std::string& user);
 
   unsigned threads_;
-  asio::io_context io_;
+  IoContext io_;
   asio::thread_pool blocking_;
   config::Snapshot config_;
   std::mutex mu_;

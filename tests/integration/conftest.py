@@ -49,6 +49,9 @@ def _bin_for(build: str) -> Path:
 def moat_bin(moat_build) -> Path:
     d = _bin_for(moat_build)
     if not (d / "moatd").exists():
+        # `make test` names the binaries: then a missing one is a failure.
+        if os.environ.get("MOAT_ASAN_BIN" if moat_build == "asan" else "MOAT_BIN"):
+            pytest.fail(f"{d}/moatd does not exist")
         pytest.skip(f"{d}/moatd does not exist yet (build moat or set "
                     f"{'MOAT_ASAN_BIN' if moat_build == 'asan' else 'MOAT_BIN'})")
     return d

@@ -32,8 +32,8 @@ class UnboundServer {
         "  do-daemonize: no\n"
         "  chroot: \"\"\n"
         "  username: \"\"\n"
-        "  directory: \"" + dir_.path().string() + "\"\n"
-        "  pidfile: \"" + (dir_.path() / "unbound.pid").string() + "\"\n"
+        "  directory: \"" + dir_.path.string() + "\"\n"
+        "  pidfile: \"" + (dir_.path / "unbound.pid").string() + "\"\n"
         "  use-syslog: no\n"
         "  logfile: \"\"\n"
         "  verbosity: 0\n"
@@ -48,16 +48,16 @@ class UnboundServer {
     }
     for (const auto& e : extra_conf) conf += "  " + e + "\n";
     conf += "remote-control:\n  control-enable: no\n";
-    write_file(dir_.path() / "unbound.conf", conf);
+    write_file(dir_.path / "unbound.conf", conf);
     proc_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{"/usr/sbin/unbound", "-d", "-c", (dir_.path() / "unbound.conf").string()},
-        dir_.path() / "unbound.log");
+        std::vector<std::string>{"/usr/sbin/unbound", "-d", "-c", (dir_.path / "unbound.conf").string()},
+        dir_.path / "unbound.log");
     // unbound listens on TCP too; its TCP port being up means UDP is up.
     ready_ = wait_for_port(port_);
   }
   bool ready() const { return ready_; }
   std::uint16_t port() const { return port_; }
-  std::string log() const { return read_file(dir_.path() / "unbound.log"); }
+  std::string log() const { return read_file(dir_.path / "unbound.log"); }
 
  private:
   TempDir dir_;
@@ -72,14 +72,14 @@ class SmtpSink {
  public:
   explicit SmtpSink(std::vector<std::string> extra = {}) {
     port_ = free_port();
-    std::filesystem::create_directories(dir_.path() / "m");
+    std::filesystem::create_directories(dir_.path / "m");
     std::vector<std::string> argv{"/usr/sbin/smtp-sink", "-u", "root", "-c"};
     argv.push_back("-d");
-    argv.push_back((dir_.path() / "m").string() + "/%H%M%S.");
+    argv.push_back((dir_.path / "m").string() + "/%H%M%S.");
     for (auto& e : extra) argv.push_back(std::move(e));
     argv.push_back("127.0.0.1:" + std::to_string(port_));
     argv.push_back("64");
-    proc_ = std::make_unique<ChildProcess>(argv, dir_.path() / "sink.log");
+    proc_ = std::make_unique<ChildProcess>(argv, dir_.path / "sink.log");
     ready_ = wait_for_port(port_);
   }
   bool ready() const { return ready_; }
@@ -88,7 +88,7 @@ class SmtpSink {
   // so order by modification time).
   std::vector<std::string> messages() const {
     std::vector<std::filesystem::path> files;
-    for (const auto& e : std::filesystem::directory_iterator(dir_.path() / "m"))
+    for (const auto& e : std::filesystem::directory_iterator(dir_.path / "m"))
       if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
       return std::filesystem::last_write_time(a) < std::filesystem::last_write_time(b);

@@ -58,12 +58,12 @@ struct Fixture {
     return test::run_on(io, [&](auto&) { return transport->deliver(req); });
   }
   DeliveryRequest request(std::uint16_t port, const std::string& body) {
-    test::write_file(dir.path() / "q", "JUNK-BEFORE" + body + "JUNK-AFTER");
+    test::write_file(dir.path / "q", "JUNK-BEFORE" + body + "JUNK-AFTER");
     DeliveryRequest req;
     req.queue_id = "TESTQID";
     req.envelope = &env;
     for (std::size_t i = 0; i < env.recipients.size(); ++i) req.recipients.push_back(i);
-    req.source.file = dir.path() / "q";
+    req.source.file = dir.path / "q";
     req.source.offset = 11;
     req.source.length = body.size();
     req.source.prepend = "X-Added: yes\r\n";
@@ -402,17 +402,17 @@ namespace {
 struct TinySmtpd {
   explicit TinySmtpd(const std::string& mode, std::uint64_t size = 100000) {
     port = test::free_port();
-    std::filesystem::create_directories(dir.path() / "out");
-    REQUIRE(tls::ensure_self_signed(dir.path() / "c.pem", dir.path() / "k.pem", "tiny.test"));
+    std::filesystem::create_directories(dir.path / "out");
+    REQUIRE(tls::ensure_self_signed(dir.path / "c.pem", dir.path / "k.pem", "tiny.test"));
     proc = std::make_unique<test::ChildProcess>(
         std::vector<std::string>{"/usr/bin/python3", std::string(MOAT_SOURCE_DIR) + "/tests/support/tiny_smtpd.py",
-                                 std::to_string(port), (dir.path() / "c.pem").string(),
-                                 (dir.path() / "k.pem").string(), std::to_string(size),
-                                 (dir.path() / "out").string(), mode},
-        dir.path() / "log");
+                                 std::to_string(port), (dir.path / "c.pem").string(),
+                                 (dir.path / "k.pem").string(), std::to_string(size),
+                                 (dir.path / "out").string(), mode},
+        dir.path / "log");
     ready = test::wait_for_port(port);
   }
-  std::string message(int n) const { return test::read_file(dir.path() / "out" / (std::to_string(n) + ".eml")); }
+  std::string message(int n) const { return test::read_file(dir.path / "out" / (std::to_string(n) + ".eml")); }
   test::TempDir dir;
   std::uint16_t port = 0;
   std::unique_ptr<test::ChildProcess> proc;

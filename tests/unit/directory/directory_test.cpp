@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/support/temp_dir.hpp"
 #include "directory/directory.hpp"
 
 namespace fs = std::filesystem;
@@ -20,18 +21,7 @@ using namespace moat;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("moat-dir-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 }  // namespace
 

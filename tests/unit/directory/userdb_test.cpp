@@ -11,6 +11,7 @@
 #include <memory>
 #include <random>
 
+#include "tests/support/temp_dir.hpp"
 #include "directory/password.hpp"
 #include "directory/userdb.hpp"
 
@@ -20,18 +21,7 @@ using namespace moat::directory;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("moat-userdb-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 std::string crypt_hash(const char* prefix, unsigned long cost, const char* password) {
   char salt[CRYPT_GENSALT_OUTPUT_SIZE];

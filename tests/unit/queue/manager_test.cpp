@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "gateway/control.hpp"
+#include "common/io_context.hpp"
 #include "gateway/queue/manager.hpp"
 #include "tests/unit/spool/test_util.hpp"
 
@@ -71,7 +72,7 @@ RcptResult reject_answer(const std::string&) {
 
 struct Fixture {
   test::TempDir tmp;
-  asio::io_context io;
+  IoContext io;
   asio::thread_pool pool{2};
   std::shared_ptr<config::Config> cfg = std::make_shared<config::Config>();
   std::unique_ptr<Spool> spool;
@@ -92,6 +93,7 @@ struct Fixture {
     cfg->relay.domains.push_back(d);
     open();
   }
+  ~Fixture() { io.destroy_pending(); }  // queued deliveries refer to qm and spool
   void open() {
     spool = std::make_unique<Spool>(tmp.path, pool);
     REQUIRE(spool->init().ok());

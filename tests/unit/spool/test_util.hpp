@@ -13,21 +13,11 @@
 #include <string>
 #include <unistd.h>
 
+#include "tests/support/temp_dir.hpp"
+
 namespace moat::test {
 
 namespace asio = boost::asio;
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "moat-spool-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 // Runs `a` to completion on `io` (and whatever else is ready meanwhile).
 template <class T>

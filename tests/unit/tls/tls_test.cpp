@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "common/tls.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace asio = boost::asio;
@@ -26,17 +27,7 @@ using namespace moat;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("moat-tls-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : test::TempDir {
   fs::path cert() const { return path / "tls" / "cert.pem"; }
   fs::path key() const { return path / "tls" / "key.pem"; }
 };
