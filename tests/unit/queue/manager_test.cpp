@@ -372,6 +372,7 @@ TEST_CASE("restart: complete files are delivered, torn ones go to corrupt/", "[q
     std::string bytes((std::istreambuf_iterator<char>(in)), {});
     std::ofstream(fx.tmp.path / "incoming" / "TORNFILE0001", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   }
+  fx.settle();  // no delivery of the old manager may still be queued
   fx.qm.reset();
   fx.spool.reset();
   fx.open();  // new Spool + QueueManager on the same folder
