@@ -287,7 +287,7 @@ int Server::run() {
   runtime_ = *rt;
   auto getter = [this] { return config(); };
 
-  spool_ = std::make_unique<Spool>(cfg.spool_dir(), blocking_, 16);
+  spool_ = std::make_unique<Spool>(cfg.spool_dir(), blocking_);
   if (auto st = spool_->init(); !st) {
     log::error("fatal: spool: " + st.error().detail);
     return 1;
