@@ -87,7 +87,7 @@ Status Control::start() {
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Error{Errc::IoError, path_.string() + ": " + ec.message()};
   acceptor_ = std::move(acc);
-  asio::co_spawn(io_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, accept_loop(frames_.token()), asio::detached);
   return {};
 }
 
@@ -99,7 +99,7 @@ void Control::stop() {
   std::filesystem::remove(path_, fec);
 }
 
-asio::awaitable<void> Control::accept_loop() {
+asio::awaitable<void> Control::accept_loop(FrameCount::Token) {
   for (;;) {
     auto [ec, sock] = co_await acceptor_->async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
@@ -108,11 +108,11 @@ asio::awaitable<void> Control::accept_loop() {
       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
+    asio::co_spawn(io_, serve(std::move(sock), frames_.token()), asio::detached);
   }
 }
 
-asio::awaitable<void> Control::serve(stream_protocol::socket sock) {
+asio::awaitable<void> Control::serve(stream_protocol::socket sock, FrameCount::Token) {
   // A client that sends no complete request within 30 s is dropped.
   asio::steady_timer deadline(io_, std::chrono::seconds(30));
   std::string line;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/frame_count.hpp"
 
 namespace moat::gateway {
 
@@ -34,13 +35,16 @@ class Control {
   // one is an error) and starts accepting.
   Status start();
   void stop();
+  // Coroutines still alive (see common/frame_count.hpp): the owner runs the
+  // io_context after stop() until this is 0, or destroys pending frames.
+  std::size_t frames() const { return frames_.live(); }
 
   // Dispatches one request line; public for tests.
   asio::awaitable<std::string> handle(std::string line);
 
  private:
-  asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(asio::local::stream_protocol::socket sock);
+  asio::awaitable<void> accept_loop(FrameCount::Token);
+  asio::awaitable<void> serve(asio::local::stream_protocol::socket sock, FrameCount::Token);
   asio::awaitable<std::string> queue_command(std::vector<std::string> args);
 
   asio::io_context& io_;
@@ -48,6 +52,7 @@ class Control {
   QueueManager& queue_;
   std::map<std::string, Handler> handlers_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> acceptor_;
+  FrameCount frames_{"control socket"};
 };
 
 // Splits a request line into words (spaces and tabs).

@@ -146,13 +146,15 @@ QueueManager::~QueueManager() = default;
 void QueueManager::add_transport(std::string name, Transport& transport) { transports_[std::move(name)] = &transport; }
 
 void QueueManager::start() {
-  asio::co_spawn(io_, scan(false), asio::detached);
-  asio::co_spawn(io_, scan_loop(), asio::detached);
+  spawn_scan(false);
+  asio::co_spawn(io_, scan_loop(frames_.token()), asio::detached);
 }
+
+void QueueManager::spawn_scan(bool force) { asio::co_spawn(io_, scan(force, frames_.token()), asio::detached); }
 
 void QueueManager::stop() {
   stopping_ = true;
-  asio::post(io_, [this] { timer_.cancel(); });
+  asio::post(io_, [this, alive = frames_.token()] { timer_.cancel(); });  // timer_ belongs to the io threads
   limiter_->stop();
 }
 
@@ -161,7 +163,7 @@ void QueueManager::notify(const std::string& id) {
 }
 
 void QueueManager::spawn(std::string id, std::string from) {
-  asio::co_spawn(io_, process(std::move(id), std::move(from)), asio::detached);
+  asio::co_spawn(io_, process(std::move(id), std::move(from), frames_.token()), asio::detached);
 }
 
 bool QueueManager::claim(const std::string& id) {
@@ -184,7 +186,7 @@ std::size_t QueueManager::in_flight() const {
   return claimed_.size();
 }
 
-void QueueManager::rescan() { asio::co_spawn(io_, scan(false), asio::detached); }
+void QueueManager::rescan() { spawn_scan(false); }
 
 void QueueManager::log_result(const std::string& id, const Envelope& env, const RcptResult& r,
                               std::string_view status) {
@@ -196,7 +198,7 @@ void QueueManager::log_result(const std::string& id, const Envelope& env, const 
 
 // ------------------------------------------------------------ one message
 
-asio::awaitable<void> QueueManager::process(std::string id, std::string from) {
+asio::awaitable<void> QueueManager::process(std::string id, std::string from, FrameCount::Token) {
   if (stopping_ || !claim(id)) co_return;
   struct Unclaim {
     QueueManager* q;
@@ -397,7 +399,7 @@ asio::awaitable<bool> QueueManager::send_bounces(const std::string& id, qf::Queu
 
 // ------------------------------------------------------------ scanning
 
-asio::awaitable<void> QueueManager::scan(bool force) {
+asio::awaitable<void> QueueManager::scan(bool force, FrameCount::Token) {
   if (stopping_) co_return;
   struct Found {
     std::vector<std::string> incoming, due;
@@ -427,13 +429,13 @@ asio::awaitable<void> QueueManager::scan(bool force) {
   for (auto& id : found.due) spawn(std::move(id), std::string(Spool::kDeferred));
 }
 
-asio::awaitable<void> QueueManager::scan_loop() {
+asio::awaitable<void> QueueManager::scan_loop(FrameCount::Token) {
   while (!stopping_) {
     auto interval = std::max<std::int64_t>(config_()->queue.scan_interval.count(), 1);
     timer_.expires_after(std::chrono::seconds(interval));
     co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (stopping_) co_return;
-    asio::co_spawn(io_, scan(false), asio::detached);
+    spawn_scan(false);
   }
 }
 
@@ -448,7 +450,7 @@ asio::awaitable<Result<admin::MessageDetails>> QueueManager::show(std::string id
 }
 
 Status QueueManager::flush() {
-  asio::co_spawn(io_, scan(true), asio::detached);
+  spawn_scan(true);
   return {};
 }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/frame_count.hpp"
 #include "gateway/queue/admin.hpp"
 #include "gateway/queue/transport.hpp"
 #include "gateway/spool.hpp"
@@ -42,7 +43,9 @@ class QueueManager {
   void add_transport(std::string name, Transport& transport);
   void start();                            // scans incoming/ and deferred/, starts the rescan timer
   void notify(const std::string& id);      // a message was committed: deliver now (thread-safe)
-  void stop();
+  void stop();                             // no new work; in-flight deliveries finish
+  // Coroutines of this manager still alive; see common/frame_count.hpp.
+  std::size_t frames() const { return frames_.live(); }
 
   // --- admin (thread-safe) ---
   asio::awaitable<Result<std::vector<admin::QueueEntry>>> list();
@@ -60,13 +63,13 @@ class QueueManager {
  private:
   struct Group;
   class Limiter;
-
-  asio::awaitable<void> process(std::string id, std::string from);
+  asio::awaitable<void> process(std::string id, std::string from, FrameCount::Token);
   asio::awaitable<void> deliver_group(const std::string& id, const qf::QueueFile& file, Group& group,
                                       std::vector<RcptResult>& out);
   asio::awaitable<bool> send_bounces(const std::string& id, qf::QueueFile& file, std::string& records);
-  asio::awaitable<void> scan(bool force);
-  asio::awaitable<void> scan_loop();
+  asio::awaitable<void> scan(bool force, FrameCount::Token);
+  asio::awaitable<void> scan_loop(FrameCount::Token);
+  void spawn_scan(bool force);
   void spawn(std::string id, std::string from);
   bool claim(const std::string& id);
   void unclaim(const std::string& id);
@@ -85,6 +88,7 @@ class QueueManager {
   std::set<std::string> claimed_;          // ids being processed
   std::set<std::string> held_;             // hold requested (covers in-flight messages)
   std::atomic<bool> stopping_{false};
+  FrameCount frames_{"queue manager"};
 };
 
 }  // namespace moat::gateway

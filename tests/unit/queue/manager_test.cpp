@@ -93,7 +93,21 @@ struct Fixture {
     cfg->relay.domains.push_back(d);
     open();
   }
-  ~Fixture() { io.destroy_pending(); }  // queued deliveries refer to qm and spool
+  ~Fixture() {
+    close();
+    io.destroy_pending();  // whatever else is still queued
+  }
+  // Stops the manager and lets its coroutines end while the spool and the
+  // transport they use are alive; false if they did not end in time.
+  bool close() {
+    if (!qm) return true;
+    qm->stop();
+    bool drained = test::run_until(io, [&] { return qm->frames() == 0; });
+    if (!drained) io.destroy_pending();  // the frames go now, before what they use
+    qm.reset();
+    spool.reset();
+    return drained;
+  }
   void open() {
     spool = std::make_unique<Spool>(tmp.path, pool);
     REQUIRE(spool->init().ok());
@@ -356,6 +370,7 @@ TEST_CASE("admin show, delete and the control socket commands", "[queue][admin][
   REQUIRE(::stat((fx.tmp.path / "ctl.sock").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   ctl.stop();
+  CHECK(test::run_until(fx.io, [&] { return ctl.frames() == 0; }));
 }
 
 TEST_CASE("restart: complete files are delivered, torn ones go to corrupt/", "[queue][recovery]") {
@@ -372,9 +387,7 @@ TEST_CASE("restart: complete files are delivered, torn ones go to corrupt/", "[q
     std::string bytes((std::istreambuf_iterator<char>(in)), {});
     std::ofstream(fx.tmp.path / "incoming" / "TORNFILE0001", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   }
-  fx.settle();  // no delivery of the old manager may still be queued
-  fx.qm.reset();
-  fx.spool.reset();
+  REQUIRE(fx.close());
   fx.open();  // new Spool + QueueManager on the same folder
   fx.qm->start();
   REQUIRE(test::run_until(fx.io, [&] { return fx.transport.calls.size() == 2; }));
