@@ -293,6 +293,8 @@ void read_server(Section& s, Server& srv) {
       }))
     s.error(*s.raw().get("user"), "user", "expected a system user name");
   s.path("control_socket", srv.control_socket);
+  if (s.str("authserv_id", srv.authserv_id) && !srv.authserv_id.empty() && !is_domain_name(srv.authserv_id))
+    s.error(*s.raw().get("authserv_id"), "authserv_id", "expected a host name (RFC 8601 authserv-id)");
 }
 
 void read_listener(Section& s, Config& cfg) {
@@ -621,6 +623,7 @@ Result<Snapshot> parse(std::string_view text, const fs::path& name) {
   }
   if (!errs.empty()) return Error{Errc::Invalid, errs.render()};
   resolve_paths(*cfg, name);
+  if (cfg->server.authserv_id.empty()) cfg->server.authserv_id = cfg->server.hostname;
   return Snapshot(std::move(cfg));
 }
 
@@ -643,6 +646,7 @@ std::string to_toml(const Config& c) {
     << "\nthreads = " << c.server.threads << "\n";
   if (!c.server.user.empty()) o << "user = " << quote(c.server.user) << "\n";
   o << "control_socket = " << quote(c.server.control_socket.string()) << "\n";
+  if (!c.server.authserv_id.empty()) o << "authserv_id = " << quote(c.server.authserv_id) << "\n";
   for (const auto& l : c.listeners)
     o << "\n[[listener]]\nname = " << quote(l.name) << "\naddress = " << quote(l.address.str()) << "\nmode = "
       << name_of(l.mode, kModes)

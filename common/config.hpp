@@ -117,6 +117,7 @@ struct Server {
   unsigned threads = 0;                    // 0: one per core
   std::string user;                        // drop privileges to this user after bind; empty: stay
   std::filesystem::path control_socket;    // default data_dir/run/moatd.sock
+  std::string authserv_id;                 // Authentication-Results id (RFC 8601); default: hostname
 };
 
 struct Config {

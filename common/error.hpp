@@ -26,7 +26,10 @@ enum class Errc : std::uint16_t {
   ShuttingDown,        // service is stopping or reloading
   TooManyErrors,       // 421 after hard_errors
   QueueFull,           // spool over its configured size
-  PolicyTempFail,      // policy decided to tempfail (greylist, score)
+  PolicyTempFail,      // policy decided to tempfail (score)
+  Greylisted,          // first attempt of an unknown triplet (greylisting)
+  MessageRateLimited,  // message / recipient rate of a client or user exceeded
+  ConnectTempFail,     // a connect-phase check could not decide or deferred: 421 instead of the banner
   TempLast_,           // marker: everything below is temporary
 
   // --- permanent: 5xx, the client must not retry unchanged ---
@@ -49,6 +52,11 @@ enum class Errc : std::uint16_t {
   AuthMechUnsupported,
   EncryptionRequired,  // AUTH/MAIL before STARTTLS where TLS is required
   PolicyReject,        // a filter/policy verdict
+  ConnectRefused,      // a connect-phase check refused the client: 554 instead of the banner
+  DnsblListed,         // client address on a DNS blocklist
+  SpfFail,             // SPF fail (RFC 7372 5.7.23)
+  DkimFail,            // no valid DKIM signature where one was required (RFC 7372 5.7.20)
+  DmarcReject,         // DMARC p=reject (RFC 7489 §6.7)
   BadHelo,
   NotFound,            // admin operations: no such queue id / user
   Corrupt,             // a stored file failed its checks

@@ -9,6 +9,12 @@ bool ScanContext::has(std::string_view name) const {
   return false;
 }
 
+const AuthResult* ScanContext::auth_result(std::string_view method) const {
+  for (const auto& r : auth)
+    if (r.method == method) return &r;
+  return nullptr;
+}
+
 std::string_view action_name(Action a) {
   switch (a) {
     case Action::Accept: return "accept";

@@ -14,6 +14,7 @@
 #include "common/config.hpp"
 #include "common/envelope.hpp"
 #include "common/error.hpp"
+#include "filters/authres/authres.hpp"
 
 namespace moat::filters {
 
@@ -39,11 +40,14 @@ struct ScanContext {
   std::uint64_t message_size = 0;
   unsigned received_hops = 0;        // count of Received: headers
   std::vector<Symbol> symbols;
+  std::vector<AuthResult> auth;      // SPF, DKIM, ... results, in the order found
+  std::vector<std::string> headers;  // fields to add on top of the message, each ending in CRLF
 
   void add(std::string name, std::string detail = {}) {
     symbols.push_back(Symbol{std::move(name), 0, std::move(detail)});
   }
   bool has(std::string_view name) const;
+  const AuthResult* auth_result(std::string_view method) const;  // the first of that method
 };
 
 class Filter {

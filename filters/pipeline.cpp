@@ -19,11 +19,11 @@ namespace moat::filters {
 
 Pipeline::Pipeline(config::Snapshot cfg) : cfg_(std::move(cfg)), scores_(*cfg_) {}
 
-Result<std::unique_ptr<Pipeline>> Pipeline::build(const config::Snapshot& cfg) {
+Result<std::unique_ptr<Pipeline>> Pipeline::build(const config::Snapshot& cfg, const Services& services) {
   auto p = std::make_unique<Pipeline>(cfg);
   for (const auto& f : cfg->filters) {
     if (!f.enabled) continue;
-    auto filter = make_filter(f, *cfg);
+    auto filter = make_filter(f, *cfg, services);
     if (!filter) return filter.error();
     p->add(std::move(*filter), f);
   }

@@ -14,13 +14,14 @@
 #include "common/metrics.hpp"
 #include "filters/filter.hpp"
 #include "filters/scores.hpp"
+#include "filters/services.hpp"
 
 namespace moat::filters {
 
 class Pipeline {
  public:
   // Every enabled [[filter]] of the snapshot, made by the registry.
-  static Result<std::unique_ptr<Pipeline>> build(const config::Snapshot& cfg);
+  static Result<std::unique_ptr<Pipeline>> build(const config::Snapshot& cfg, const Services& services = {});
 
   // An empty pipeline for cfg; add() appends filters (tests add their own).
   explicit Pipeline(config::Snapshot cfg);

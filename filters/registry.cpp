@@ -11,7 +11,9 @@ namespace moat::filters {
 
 std::vector<std::string_view> known_filters() { return {kKnownFilters.begin(), kKnownFilters.end()}; }
 
-Result<std::unique_ptr<Filter>> make_filter(const config::Filter& settings, const config::Config& cfg) {
+Result<std::unique_ptr<Filter>> make_filter(const config::Filter& settings, const config::Config& cfg,
+                                            const Services& services) {
+  (void)services;  // the built-ins below need no daemon services
   const auto& n = settings.name;
   if (n == "helo") return std::unique_ptr<Filter>(std::make_unique<helo::HeloFilter>(cfg));
   if (n == "hops") return std::unique_ptr<Filter>(std::make_unique<hops::HopsFilter>(cfg));

@@ -10,12 +10,14 @@
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "filters/filter.hpp"
+#include "filters/services.hpp"
 
 namespace moat::filters {
 
 std::vector<std::string_view> known_filters();
 
 // Builds the filter named by settings.name; Errc::Invalid for unknown names.
-Result<std::unique_ptr<Filter>> make_filter(const config::Filter& settings, const config::Config& cfg);
+Result<std::unique_ptr<Filter>> make_filter(const config::Filter& settings, const config::Config& cfg,
+                                            const Services& services = {});
 
 }  // namespace moat::filters

@@ -140,7 +140,8 @@ Result<std::shared_ptr<const Runtime>> Server::make_runtime(config::Snapshot cfg
   auto ctx = tls::make_server_context(cfg->tls.cert, cfg->tls.key, {"smtp"});
   if (!ctx) return ctx.error();
   rt->tls = *ctx;
-  auto pipeline = filters::Pipeline::build(cfg);
+  filters::Services services{resolver_.get(), &blocking_, cfg->server.data_dir};
+  auto pipeline = filters::Pipeline::build(cfg, services);
   if (!pipeline) return pipeline.error();
   rt->pipeline = std::shared_ptr<filters::Pipeline>(std::move(*pipeline));
   rt->config = std::move(cfg);
@@ -279,6 +280,7 @@ int Server::run() {
     log::error("fatal: " + st.error().detail);
     return 1;
   }
+  resolver_ = std::make_unique<dns::Resolver>(io_, cfg.dns);  // filters use it
   auto rt = make_runtime(config_);
   if (!rt) {
     log::error("fatal: " + rt.error().detail);
@@ -292,7 +294,6 @@ int Server::run() {
     log::error("fatal: spool: " + st.error().detail);
     return 1;
   }
-  resolver_ = std::make_unique<dns::Resolver>(io_, cfg.dns);
   client_tls_ = tls::make_client_context(false);
   smtp_ = std::make_unique<SmtpTransport>(io_.get_executor(), *resolver_, getter, *client_tls_);
   queue_ = std::make_unique<QueueManager>(io_, *spool_, getter, blocking_);

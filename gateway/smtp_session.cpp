@@ -137,6 +137,7 @@ class Session {
   asio::awaitable<bool> reject_rcpt(Errc e, const std::string& path);
   asio::awaitable<bool> on_data();
   asio::awaitable<bool> on_bdat(const smtp::Command& cmd);
+  asio::awaitable<bool> check_connect();
   asio::awaitable<bool> finish_message(Result<void> data_status);
   asio::awaitable<bool> end_transaction(std::string reply_text);
   asio::awaitable<Result<std::string>> auth_challenge(std::string_view prompt);
@@ -327,6 +328,21 @@ asio::awaitable<bool> Session::apply_verdict_early(Phase phase) {
   co_return true;
 }
 
+// Connect-phase checks (DNSBL, rate limits) answer instead of the banner and
+// the session ends (RFC 5321 §3.1): 554 when refused, 421 when deferred.
+asio::awaitable<bool> Session::check_connect() {
+  if (!rt_->pipeline) co_return true;
+  auto v = co_await rt_->pipeline->run(Phase::Connect, ctx_);
+  if (v.action != Action::Reject && v.action != Action::TempFail) co_return true;
+  Errc e = v.reply;
+  if (v.action == Action::TempFail && smtp_reply(e).code != 421) e = Errc::ConnectTempFail;
+  if (v.action == Action::Reject && e == Errc::PolicyReject) e = Errc::ConnectRefused;
+  std::string text = format_reply(e, std::string(smtp_reply(e).text) + (v.reason.empty() ? "" : " (" + v.reason + ")"));
+  log_reject("CONNECT", text);
+  co_await reply(text);
+  co_return false;
+}
+
 // The dialogue and its watchdog run as one parallel group, so the watchdog
 // has finished before the Session is destroyed.
 asio::awaitable<void> Session::run() {
@@ -364,6 +380,7 @@ asio::awaitable<void> Session::dialogue() {
       ok = false;
     }
   }
+  if (ok) ok = co_await check_connect();
   if (ok) ok = co_await reply("220 " + cfg_.server.hostname + " ESMTP moat");
 
   while (ok) {
@@ -754,6 +771,8 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   if (rt_->pipeline) verdict = co_await rt_->pipeline->run(Phase::EndOfData, ctx_);
   const std::string qid = writer_->id();
   std::string head = received_header(qid);
+  if (!ctx_.auth.empty()) head += filters::authentication_results(cfg_.server.authserv_id, ctx_.auth);
+  for (const auto& h : ctx_.headers) head += h;
   switch (verdict.action) {
     case Action::Reject:
     case Action::TempFail: {
@@ -775,7 +794,10 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   }
 
   Status st = writer_->append(head);
-  if (st) st = writer_->append(message_);
+  // Results claiming our authserv-id were not written by us (RFC 8601 §5).
+  auto stripped = filters::strip_authentication_results(ctx_.header, cfg_.server.authserv_id);
+  if (st && stripped) st = writer_->append(*stripped);
+  if (st) st = writer_->append(std::string_view(message_).substr(stripped ? ctx_.header.size() : 0));
   if (!st) co_return co_await end_transaction(format_reply(st.error().code));
   auto committed = co_await deps_.spool->commit(std::move(writer_));
   if (!committed) {

@@ -4,6 +4,7 @@
     workdir         a per-test folder (config, data dir, logs)
     make_sink       factory: make_sink(name="sink", start=True, hard=[...], ...) -> SmtpSink
     sink            one running smtp-sink (the next hop of example.test)
+    make_dns        factory: make_dns(records=[...], servfail=[...], timeout=[...]) -> DnsServer (unbound)
     make_moatd      factory: make_moatd(relay_domains=[...], overrides={...}, env={...}, start=True)
     moatd           moatd relaying example.test to `sink`
     moat_build      "release" or "asan": which build moatd comes from
@@ -22,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dnsserver import DnsServer  # noqa: E402
 from moatlib import (  # noqa: E402
     Moatd, SmtpSink, asan_bin_dir, free_port, moat_bin_dir, relay_domain,
 )
@@ -86,6 +88,23 @@ def make_sink(workdir):
 @pytest.fixture
 def sink(make_sink) -> SmtpSink:
     return make_sink("sink")
+
+
+@pytest.fixture
+def make_dns(workdir):
+    """Starts unbound serving test zones on 127.0.0.1; see dnsserver.py."""
+    servers: list[DnsServer] = []
+
+    def factory(records=(), name: str | None = None, start: bool = True, **kw) -> DnsServer:
+        d = DnsServer(workdir, records, name=name or f"dns{len(servers)}", **kw)
+        servers.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield factory
+    for d in servers:
+        d.cleanup()
 
 
 @pytest.fixture
