@@ -77,7 +77,9 @@ asio::awaitable<Verdict> Pipeline::run(Phase phase, ScanContext& ctx) {
     if (closed) {
       Verdict v;
       v.action = Action::TempFail;
-      v.reply = timeout ? Errc::ScanTimeout : Errc::ScanUnavailable;
+      // A temporary error names its own reply (DNS temperror: 451 4.4.3).
+      const Errc code = status.error().code;
+      v.reply = timeout ? Errc::ScanTimeout : is_temporary(code) ? code : Errc::ScanUnavailable;
       v.reason = "filter " + name + (timeout ? " timed out" : " failed");
       co_return v;
     }
