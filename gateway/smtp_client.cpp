@@ -694,19 +694,39 @@ asio::awaitable<SmtpTransport::TxOutcome> SmtpTransport::transaction(SmtpConnect
   co_return TxOutcome::Done;
 }
 
+namespace {
+
+// Writes `wire` and empties it; a failed write is a temporary failure (or a
+// timeout), never a bounce.
+asio::awaitable<Status> flush_wire(SmtpConnection& conn, std::string& wire, Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - Clock::now());
+  auto st = co_await conn.write(wire, std::max(left, std::chrono::seconds(1)));
+  wire.clear();
+  if (!st) co_return Error{st.error().code == Errc::Timeout ? Errc::Timeout : Errc::TempFailure, st.error().detail};
+  co_return Status{};
+}
+
+}  // namespace
+
+// The content comes from memory when the queue manager kept the file's bytes
+// (the common case: no second read), else from the file in kChunk reads.
 asio::awaitable<Status> SmtpTransport::send_data(SmtpConnection& conn, const MessageSource& src,
                                                  const config::Config& cfg) {
-  auto deadline = Clock::now() + cfg.queue.data_timeout;
-  auto remaining = [&] {
-    auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - Clock::now());
-    return std::max(left, std::chrono::seconds(1));
-  };
+  const auto deadline = Clock::now() + cfg.queue.data_timeout;
   proto::smtp::DotStuffer stuffer;
   std::string wire;
   stuffer.feed(src.prepend, wire);
+  for (auto piece : src.memory) {
+    stuffer.feed(piece, wire);
+    if (wire.size() < kChunk) continue;
+    if (Status st = co_await flush_wire(conn, wire, deadline); !st) co_return st;
+  }
 
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> regions = src.chunks;
-  if (regions.empty() && src.length > 0) regions.emplace_back(src.offset, src.length);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> regions;
+  if (src.memory.empty()) {
+    regions = src.chunks;
+    if (regions.empty() && src.length > 0) regions.emplace_back(src.offset, src.length);
+  }
   int fd = -1;
   if (!regions.empty()) {
     fd = ::open(src.file.c_str(), O_RDONLY | O_CLOEXEC);
@@ -719,7 +739,7 @@ asio::awaitable<Status> SmtpTransport::send_data(SmtpConnection& conn, const Mes
     }
   } closer{fd};
 
-  std::string buf(kChunk, '\0');
+  std::string buf(regions.empty() ? 0 : kChunk, '\0');
   for (const auto& region : regions) {
     const std::uint64_t off = region.first, len = region.second;  // clang 14: no captured bindings
     std::uint64_t done = 0;
@@ -736,17 +756,12 @@ asio::awaitable<Status> SmtpTransport::send_data(SmtpConnection& conn, const Mes
         co_return Error{Errc::IoError, "short read from queue file " + src.file.string()};
       stuffer.feed(std::string_view(buf.data(), std::size_t(n)), wire);
       done += std::uint64_t(n);
-      if (wire.size() >= kChunk) {
-        if (auto st = co_await conn.write(wire, remaining()); !st)
-          co_return Error{st.error().code == Errc::Timeout ? Errc::Timeout : Errc::TempFailure, st.error().detail};
-        wire.clear();
-      }
+      if (wire.size() < kChunk) continue;
+      if (Status st = co_await flush_wire(conn, wire, deadline); !st) co_return st;
     }
   }
   stuffer.finish(wire);
-  if (auto st = co_await conn.write(wire, remaining()); !st)
-    co_return Error{st.error().code == Errc::Timeout ? Errc::Timeout : Errc::TempFailure, st.error().detail};
-  co_return Status{};
+  co_return co_await flush_wire(conn, wire, deadline);
 }
 
 // ---------------------------------------------------------------- callout probe

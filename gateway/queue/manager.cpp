@@ -69,6 +69,8 @@ MessageSource source_of(const std::filesystem::path& path, const qf::QueueFile& 
     s.length = f.content_size;
   }
   for (const auto& p : f.prepend) s.prepend += p;
+  if (!f.bytes.empty())
+    for (const auto& [off, len] : f.content) s.memory.push_back(std::string_view(f.bytes).substr(off, len));
   return s;
 }
 

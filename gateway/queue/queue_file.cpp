@@ -397,6 +397,7 @@ Result<QueueFile> read_queue_file(const std::filesystem::path& path) {
   buf.resize(got);
   auto qf = parse_queue_file(buf);
   if (!qf) return Error{Errc::Corrupt, path.filename().string() + ": " + qf.error().detail};
+  if (buf.size() <= QueueFile::kKeepBytes) qf->bytes = std::move(buf);
   return qf;
 }
 

@@ -64,6 +64,10 @@ struct QueueFile {
   std::uint32_t attempts = 0;
   std::optional<std::chrono::system_clock::time_point> next_attempt;
   std::uint64_t end_offset = 0;        // first byte after END: where progress starts
+  // The file as read by read_queue_file when it is at most kKeepBytes, so
+  // delivery sends from memory instead of reading the file a second time.
+  std::string bytes;
+  static constexpr std::size_t kKeepBytes = 1 << 20;
 };
 
 // Bounds on what a reader accepts, so a hostile or damaged file cannot make

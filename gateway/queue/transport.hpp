@@ -28,6 +28,9 @@ struct MessageSource {
   // Content records may be split into chunks in the file; `chunks` lists
   // (offset, length) pairs in order when there is more than one region.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> chunks;
+  // When not empty: the content already in memory, in order (valid for the
+  // delivery call); the file is then not read again.
+  std::vector<std::string_view> memory;
 };
 
 struct Destination {
