@@ -208,13 +208,24 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
     ~Unclaim() { q->unclaim(id); }
   } guard{this, id};
   try {
-    auto moved = co_await run_blocking(blocking_, [&] { return spool_.move(id, from, Spool::kActive); });
-    if (!moved) {
-      if (moved.error().code != Errc::NotFound) log::warning(id + ": cannot activate: " + moved.error().detail);
+    // Activate and read in one trip to the pool: each trip costs two
+    // thread switches, and this is the path of every message.
+    const auto path = spool_.path(Spool::kActive, id);
+    struct Activated {
+      Status moved;
+      Result<qf::QueueFile> file{Errc::NotFound};
+    };
+    auto act = co_await run_blocking(blocking_, [&] {
+      Activated a;
+      a.moved = spool_.move(id, from, Spool::kActive);
+      if (a.moved) a.file = qf::read_queue_file(path);
+      return a;
+    });
+    if (!act.moved) {
+      if (act.moved.error().code != Errc::NotFound) log::warning(id + ": cannot activate: " + act.moved.error().detail);
       co_return;  // held, removed or picked up meanwhile
     }
-    const auto path = spool_.path(Spool::kActive, id);
-    auto file = co_await run_blocking(blocking_, [&] { return qf::read_queue_file(path); });
+    auto& file = act.file;
     if (!file) {
       log::warning(id + ": " + file.error().detail + (file.error().code == Errc::Corrupt ? ", moved to corrupt/" : ""));
       auto to = file.error().code == Errc::Corrupt ? Spool::kCorrupt : Spool::kIncoming;
@@ -278,14 +289,23 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
         records += qf::encode_rcpt_final(i, p);
       }
     }
-    if (!records.empty()) (void)co_await run_blocking(blocking_, [&] { return qf::append_progress(path, records); });
-    records.clear();
-    bool bounces_done = co_await send_bounces(id, f, records);
-
-    bool all_final = std::all_of(f.progress.begin(), f.progress.end(), [](const auto& p) { return p.final(); });
-    if (all_final && bounces_done) {
+    const bool all_final = std::all_of(f.progress.begin(), f.progress.end(), [](const auto& p) { return p.final(); });
+    const bool to_report = std::any_of(f.progress.begin(), f.progress.end(), [](const auto& p) {
+      return p.state == qf::RcptState::Bounced && !p.notified;
+    });
+    bool bounces_done = true;
+    if (to_report) {
+      // The results go to disk before the bounce is made, so a crash while
+      // bouncing does not deliver again.
       if (!records.empty()) (void)co_await run_blocking(blocking_, [&] { return qf::append_progress(path, records); });
-      co_await run_blocking(blocking_, [&] { ::unlink(path.c_str()); });
+      records.clear();
+      bounces_done = co_await send_bounces(id, f, records);
+    }
+    if (all_final && bounces_done) {
+      co_await run_blocking(blocking_, [&] {  // one trip: last records, then gone
+        if (!records.empty()) (void)qf::append_progress(path, records);
+        ::unlink(path.c_str());
+      });
       log::info(id + ": removed");
       co_return;
     }
