@@ -22,6 +22,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/text.hpp"
 #include "filters/known.hpp"
 
 namespace moat::config {
@@ -31,12 +32,6 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr std::uint64_t kKiB = 1024, kMiB = 1024 * kKiB, kGiB = 1024 * kMiB;
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Relay domain names and lookups: lower case, one trailing dot dropped.
 std::string canonical_domain(std::string_view s) {
@@ -431,6 +426,111 @@ void read_dns(Section& s, Dns& d) {
   s.seconds("timeout", d.timeout, kSecond, Seconds{300});
 }
 
+// ---- reputation: [dnsbl], [greylist], [ratelimit] ----
+
+void read_cidrs(Section& s, std::string_view key, std::vector<Cidr>& out) {
+  const auto* n = s.get(key);
+  if (!n || !s.expect(*n, key, toml::node_type::array, "an array of CIDRs")) return;
+  for (const auto& item : *n->as_array()) {
+    auto c = item.as_string() ? parse_cidr(item.as_string()->get()) : std::nullopt;
+    if (!c)
+      s.error(item, key, "expected a CIDR like \"192.0.2.0/24\" or \"2001:db8::/32\"");
+    else
+      out.push_back(*c);
+  }
+}
+
+bool is_symbol_name(std::string_view s);
+
+bool ip_less_equal(const IpAddr& a, const IpAddr& b) { return a.b <= b.b; }
+
+// "127.0.0.2" or "127.0.0.2-127.0.0.11": A records that mean "listed".
+void read_answers(Section& s, DnsblZone& z) {
+  const auto* n = s.get("answers");
+  if (!n || !s.expect(*n, "answers", toml::node_type::array, "an array of addresses or ranges")) return;
+  for (const auto& item : *n->as_array()) {
+    std::string_view text = item.as_string() ? std::string_view(item.as_string()->get()) : std::string_view();
+    auto dash = text.find('-');
+    auto lo = parse_ip(text.substr(0, dash));
+    auto hi = dash == std::string_view::npos ? lo : parse_ip(text.substr(dash + 1));
+    if (!lo || !hi || !lo->v4 || !hi->v4 || !ip_less_equal(*lo, *hi)) {
+      s.error(item, "answers", "expected an IPv4 address or range like \"127.0.0.2\" or \"127.0.0.2-127.0.0.11\"");
+      continue;
+    }
+    z.answers.emplace_back(*lo, *hi);
+  }
+}
+
+constexpr std::pair<std::string_view, bool> kZoneTypes[] = {{"ip", false}, {"domain", true}};
+
+void read_zone(Section& s, Dnsbl& d) {
+  DnsblZone z;
+  if (s.str("zone", z.zone, true)) {
+    z.zone = canonical_domain(z.zone);
+    if (!is_domain_name(z.zone) || z.zone.find('.') == std::string::npos)
+      s.error(*s.raw().get("zone"), "zone", "expected a DNS zone like \"zen.spamhaus.org\"");
+  }
+  s.choice("type", z.domain, Names<bool>(kZoneTypes));
+  if (!s.raw().get("weight")) s.error_here("missing key 'weight' (the score of a listing)");
+  s.number("weight", z.weight);
+  if (std::abs(z.weight) > 1e6) s.error(*s.raw().get("weight"), "weight", "must be between -1000000 and 1000000");
+  read_answers(s, z);
+  if (s.str("symbol", z.symbol) && !is_symbol_name(z.symbol))
+    s.error(*s.raw().get("symbol"), "symbol", "expected a symbol name in UPPER_SNAKE case");
+  if (z.symbol.empty()) z.symbol = dnsbl_symbol(z.zone, z.domain);
+  d.zones.push_back(std::move(z));
+}
+
+void read_dnsbl(Section& s, Dnsbl& d) {
+  s.seconds("cache_ttl", d.cache_ttl, Seconds{0}, kDay);
+  s.uint("cache_size", d.cache_size, 0, 10000000);
+  s.tables("zone", [&](Section& z) { read_zone(z, d); });
+  const auto* arr = s.raw().get("zone") ? s.raw().get("zone")->as_array() : nullptr;
+  std::set<std::string> symbols, zones;
+  for (std::size_t i = 0; i < d.zones.size(); ++i) {
+    const auto& z = d.zones[i];
+    auto line = arr && i < arr->size() ? line_of((*arr)[i]) : s.line();
+    std::string p = "dnsbl.zone[" + std::to_string(i + 1) + "]: ";
+    if (!z.zone.empty() && !zones.insert(z.zone + (z.domain ? "/domain" : "/ip")).second)
+      s.errors().add(line, p + "zone '" + z.zone + "' is listed twice with the same type");
+    else if (!symbols.insert(z.symbol).second)
+      s.errors().add(line, p + "symbol '" + z.symbol + "' is used by another zone");
+  }
+}
+
+void read_greylist(Section& s, Greylist& g) {
+  s.seconds("delay", g.delay, Seconds{0}, kDay);
+  s.seconds("retry_window", g.retry_window, kSecond, 30 * kDay);
+  s.seconds("expiry", g.expiry, kSecond, kYear);
+  s.uint("auto_allow_after", g.auto_allow_after, 0, 1000);
+  s.uint("ipv4_prefix", g.ipv4_prefix, 8, 32);
+  s.uint("ipv6_prefix", g.ipv6_prefix, 16, 128);
+  read_cidrs(s, "whitelist", g.whitelist);
+  if (g.retry_window <= g.delay) s.error_here("retry_window must be longer than delay");
+}
+
+void rate(Section& s, std::string_view key, Rate& out) {
+  std::string text;
+  if (!s.str(key, text)) return;
+  auto r = parse_rate(text);
+  if (!r || r->count < 1 || r->count > 1000000 || r->period < kSecond || r->period > 7 * kDay) {
+    s.error(*s.raw().get(key), key,
+            "expected a rate like \"20/60s\" or \"100/1h\" (1 to 1000000 per 1s to 7d, whole seconds)");
+    return;
+  }
+  out = *r;
+}
+
+void read_ratelimit(Section& s, RateLimit& r) {
+  rate(s, "connections", r.connections);
+  rate(s, "messages", r.messages);
+  rate(s, "recipients", r.recipients);
+  rate(s, "user_messages", r.user_messages);
+  rate(s, "user_recipients", r.user_recipients);
+  s.uint("max_entries", r.max_entries, 100, 10000000);
+  read_cidrs(s, "whitelist", r.whitelist);
+}
+
 void read_filter(Section& s, std::vector<Filter>& out) {
   Filter f;
   if (s.str("name", f.name, true) && !filters::is_known_filter(f.name)) {
@@ -481,6 +581,88 @@ void read_actions(Section& s, Actions& a) {
     s.error(*s.raw().get("subject_prefix"), "subject_prefix", "must be at most 64 characters without control characters");
 }
 
+constexpr std::pair<std::string_view, DmarcPolicy> kDmarcPolicies[] = {
+    {"none", DmarcPolicy::None}, {"quarantine", DmarcPolicy::Quarantine}, {"reject", DmarcPolicy::Reject}};
+
+void read_dmarc(Section& s, Dmarc& d) {
+  s.boolean("reports", d.reports);
+  s.tables("override", [&](Section& t) {
+    DmarcOverride o;
+    if (t.str("domain", o.domain, true)) {
+      o.domain = canonical_domain(o.domain);
+      if (!is_domain_name(o.domain)) t.error(*t.raw().get("domain"), "domain", "expected a domain name");
+      for (const auto& prev : d.overrides)
+        if (prev.domain == o.domain) t.error_here("domain '" + o.domain + "' is overridden twice");
+    }
+    if (t.require("policy")) t.choice("policy", o.policy, Names<DmarcPolicy>(kDmarcPolicies));
+    d.overrides.push_back(std::move(o));
+  });
+}
+
+// DKIM/ARC selectors may hold underscores (RFC 6376 §3.1 uses sub-domain).
+bool is_selector(std::string_view s) {
+  return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void read_arc(Section& s, Arc& a) {
+  if (s.str("domain", a.domain)) {
+    a.domain = canonical_domain(a.domain);
+    if (!is_domain_name(a.domain)) s.error(*s.raw().get("domain"), "domain", "expected a domain name");
+  }
+  if (s.str("selector", a.selector) && !is_selector(a.selector))
+    s.error(*s.raw().get("selector"), "selector", "expected a DKIM selector like \"arc2024\"");
+  s.path("key", a.key);
+  int set = !a.domain.empty() + !a.selector.empty() + !a.key.empty();
+  if (set != 0 && set != 3) s.error_here("sealing needs all of domain, selector and key");
+}
+
+// [dkim]: header names go to libopendkim, so only letters, digits and '-'.
+bool is_header_name(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+  });
+}
+
+void read_dkim_key(Section& s, Dkim& d) {
+  DkimKey k;
+  k.line = s.line();
+  if (s.str("domain", k.domain, true)) {
+    k.domain = canonical_domain(k.domain);
+    if (!is_domain_name(k.domain)) s.error(*s.raw().get("domain"), "domain", "expected a domain name");
+  }
+  if (s.str("selector", k.selector, true) && !is_selector(k.selector))
+    s.error(*s.raw().get("selector"), "selector", "expected a DKIM selector like \"mail2024\"");
+  if (s.require("key")) s.path("key", k.key);
+  for (const auto& prev : d.sign)
+    if (!k.domain.empty() && prev.domain == k.domain && prev.selector == k.selector)
+      s.error_here("domain '" + k.domain + "' with selector '" + k.selector + "' is configured twice");
+  d.sign.push_back(std::move(k));
+}
+
+void read_dkim(Section& s, Dkim& d) {
+  if (const auto* n = s.get("sign_headers");
+      n && s.expect(*n, "sign_headers", toml::node_type::array, "an array of header names")) {
+    for (const auto& item : *n->as_array()) {
+      const auto* v = item.as_string();
+      if (!v || !is_header_name(v->get()))
+        s.error(item, "sign_headers", "expected a header field name like \"subject\"");
+      else
+        d.sign_headers.push_back(lower(v->get()));
+    }
+    // RFC 6376 §5.4: the From header field MUST be signed.
+    if (std::find(d.sign_headers.begin(), d.sign_headers.end(), "from") == d.sign_headers.end())
+      s.error(*n, "sign_headers", "must include \"from\" (RFC 6376 §5.4)");
+  }
+  s.uint("max_signatures", d.max_signatures, 1, 50);
+  s.uint("min_key_bits", d.min_key_bits, 512, 8192);
+  s.boolean("allow_sha1", d.allow_sha1);
+  s.tables("sign", [&](Section& t) { read_dkim_key(t, d); });
+}
+
+void read_spf(Section& s, Spf& spf) { s.boolean("check_helo", spf.check_helo); }
+
 // Relative paths resolve against the config file's folder, so a config works
 // wherever it is started from; then defaults hang off data_dir.
 void resolve_paths(Config& cfg, const fs::path& name) {
@@ -491,6 +673,8 @@ void resolve_paths(Config& cfg, const fs::path& name) {
   cfg.server.data_dir = resolve(cfg.server.data_dir);
   cfg.tls.cert = cfg.tls.cert.empty() ? cfg.tls_dir() / "cert.pem" : resolve(cfg.tls.cert);
   cfg.tls.key = cfg.tls.key.empty() ? cfg.tls_dir() / "key.pem" : resolve(cfg.tls.key);
+  if (!cfg.arc.key.empty()) cfg.arc.key = resolve(cfg.arc.key);
+  for (auto& k : cfg.dkim.sign) k.key = resolve(k.key);
   cfg.server.control_socket = cfg.server.control_socket.empty() ? cfg.server.data_dir / "run" / "moatd.sock"
                                                                 : resolve(cfg.server.control_socket);
 }
@@ -508,15 +692,23 @@ void read_root(const toml::table& root, Config& cfg, Errors& errs) {
   s.table("relay", [&](Section& t) { read_relay(t, cfg.relay); });
   s.table("queue", [&](Section& t) { read_queue(t, cfg.queue); });
   s.table("dns", [&](Section& t) { read_dns(t, cfg.dns); });
+  s.table("dnsbl", [&](Section& t) { read_dnsbl(t, cfg.dnsbl); });
+  s.table("greylist", [&](Section& t) { read_greylist(t, cfg.greylist); });
+  s.table("ratelimit", [&](Section& t) { read_ratelimit(t, cfg.ratelimit); });
   if (root.get("filter")) {
     s.tables("filter", [&](Section& t) { read_filter(t, cfg.filters); });
   } else {
     // No [[filter]] at all: run the built-ins with their defaults. `filter = []`
     // is the explicit way to run none.
-    for (auto k : filters::kKnownFilters) cfg.filters.push_back(Filter{std::string(k)});
+    for (auto k : filters::kKnownFilters)
+      if (!filters::is_opt_in_filter(k)) cfg.filters.push_back(Filter{std::string(k)});
   }
   s.table("scores", [&](Section& t) { read_scores(t, cfg); });
   s.table("actions", [&](Section& t) { read_actions(t, cfg.actions); });
+  s.table("dmarc", [&](Section& t) { read_dmarc(t, cfg.dmarc); });
+  s.table("arc", [&](Section& t) { read_arc(t, cfg.arc); });
+  s.table("spf", [&](Section& t) { read_spf(t, cfg.spf); });
+  s.table("dkim", [&](Section& t) { read_dkim(t, cfg.dkim); });
   s.finish();
 }
 
@@ -559,6 +751,45 @@ std::string name_of(E e, const std::pair<std::string_view, E> (&names)[N]) {
   return quote(enum_name(e, Names<E>(names)));
 }
 
+std::string rate_text(const Rate& r) { return quote(std::to_string(r.count) + "/" + dur(milliseconds(r.period))); }
+
+std::string cidr_list(const std::vector<Cidr>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quote(v[i].str());
+  return out + "]";
+}
+
+void render_reputation(std::ostringstream& o, const Config& c) {
+  o << "\n[dnsbl]\ncache_ttl = " << dur(c.dnsbl.cache_ttl) << "\ncache_size = " << c.dnsbl.cache_size << "\n";
+  for (const auto& z : c.dnsbl.zones) {
+    o << "\n[[dnsbl.zone]]\nzone = " << quote(z.zone) << "\ntype = " << quote(z.domain ? "domain" : "ip")
+      << "\nweight = " << num(z.weight) << "\nsymbol = " << quote(z.symbol) << "\n";
+    if (!z.answers.empty()) {
+      o << "answers = [";
+      for (std::size_t i = 0; i < z.answers.size(); ++i) {
+        const auto& [lo, hi] = z.answers[i];
+        o << (i ? ", " : "") << quote(lo == hi ? lo.str() : lo.str() + "-" + hi.str());
+      }
+      o << "]\n";
+    }
+  }
+  const auto& g = c.greylist;
+  o << "\n[greylist]\ndelay = " << dur(g.delay) << "\nretry_window = " << dur(g.retry_window)
+    << "\nexpiry = " << dur(g.expiry) << "\nauto_allow_after = " << g.auto_allow_after
+    << "\nipv4_prefix = " << g.ipv4_prefix << "\nipv6_prefix = " << g.ipv6_prefix
+    << "\nwhitelist = " << cidr_list(g.whitelist) << "\n";
+  const auto& r = c.ratelimit;
+  o << "\n[ratelimit]\n";
+  const std::pair<const char*, const Rate*> rates[] = {{"connections", &r.connections},
+                                                       {"messages", &r.messages},
+                                                       {"recipients", &r.recipients},
+                                                       {"user_messages", &r.user_messages},
+                                                       {"user_recipients", &r.user_recipients}};
+  for (const auto& [key, rt] : rates)
+    if (rt->enabled()) o << key << " = " << rate_text(*rt) << "\n";
+  o << "max_entries = " << r.max_entries << "\nwhitelist = " << cidr_list(r.whitelist) << "\n";
+}
+
 }  // namespace
 
 // ---- public helpers ----
@@ -579,6 +810,25 @@ std::optional<milliseconds> parse_duration(std::string_view s) {
   else if (unit == "w") ms_per = 7 * 86400 * 1000;
   else return std::nullopt;
   return milliseconds(static_cast<milliseconds::rep>(n * ms_per));  // n < 10^12: no overflow
+}
+
+std::optional<Rate> parse_rate(std::string_view s) {
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash > 9) return std::nullopt;
+  unsigned count = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + slash, count);
+  if (ec != std::errc() || p != s.data() + slash) return std::nullopt;
+  std::string per(s.substr(slash + 1));
+  if (!per.empty() && !std::isdigit(static_cast<unsigned char>(per[0]))) per = "1" + per;  // "5/m"
+  auto d = parse_duration(per);
+  if (!d || d->count() % 1000 != 0) return std::nullopt;
+  return Rate{count, std::chrono::duration_cast<Seconds>(*d)};
+}
+
+std::string dnsbl_symbol(std::string_view zone, bool domain) {
+  std::string out = domain ? "RHSBL_" : "DNSBL_";
+  for (char c : zone) out += std::isalnum(static_cast<unsigned char>(c)) ? char(std::toupper(static_cast<unsigned char>(c))) : '_';
+  return out;
 }
 
 bool is_domain_name(std::string_view s) {
@@ -688,6 +938,7 @@ std::string to_toml(const Config& c) {
   o << "\n[dns]\n";
   if (c.dns.upstream) o << "upstream = " << quote(c.dns.upstream->str()) << "\n";
   o << "timeout = " << dur(c.dns.timeout) << "\n";
+  render_reputation(o, c);
   for (const auto& f : c.filters)
     o << "\n[[filter]]\nname = " << quote(f.name) << "\nenabled = " << (f.enabled ? "true" : "false")
       << "\nbudget = " << dur_ms(f.budget) << "\nfail = " << name_of(f.fail, kFailModes)
@@ -698,6 +949,25 @@ std::string to_toml(const Config& c) {
   o << "\n[actions]\ntag = " << num(a.tag) << "\nquarantine = " << num(a.quarantine) << "\ntempfail = "
     << num(a.tempfail) << "\nreject = " << num(a.reject) << "\n";
   if (!a.subject_prefix.empty()) o << "subject_prefix = " << quote(a.subject_prefix) << "\n";
+  o << "\n[dmarc]\nreports = " << (c.dmarc.reports ? "true" : "false") << "\n";
+  for (const auto& d : c.dmarc.overrides)
+    o << "\n[[dmarc.override]]\ndomain = " << quote(d.domain) << "\npolicy = " << name_of(d.policy, kDmarcPolicies)
+      << "\n";
+  if (c.arc.sealing())
+    o << "\n[arc]\ndomain = " << quote(c.arc.domain) << "\nselector = " << quote(c.arc.selector)
+      << "\nkey = " << quote(c.arc.key.string()) << "\n";
+  o << "\n[spf]\ncheck_helo = " << (c.spf.check_helo ? "true" : "false") << "\n";
+  const auto& dk = c.dkim;
+  o << "\n[dkim]\nmax_signatures = " << dk.max_signatures << "\nmin_key_bits = " << dk.min_key_bits
+    << "\nallow_sha1 = " << (dk.allow_sha1 ? "true" : "false") << "\n";
+  if (!dk.sign_headers.empty()) {
+    o << "sign_headers = [";
+    for (std::size_t i = 0; i < dk.sign_headers.size(); ++i) o << (i ? ", " : "") << quote(dk.sign_headers[i]);
+    o << "]\n";
+  }
+  for (const auto& k : dk.sign)
+    o << "\n[[dkim.sign]]\ndomain = " << quote(k.domain) << "\nselector = " << quote(k.selector)
+      << "\nkey = " << quote(k.key.string()) << "\n";
   return o.str();
 }
 

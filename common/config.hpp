@@ -94,6 +94,53 @@ struct Dns {
   Seconds timeout{10};
 };
 
+// [dnsbl]: DNS blocklists (RFC 5782) for the client address and RHSBLs for
+// the HELO and MAIL FROM domains (filters/dnsbl).
+struct DnsblZone {
+  std::string zone;                        // "zen.spamhaus.org", lower case, no trailing dot
+  bool domain = false;                     // type = "domain": an RHSBL; "ip": a DNSBL
+  double weight = 0;                       // the symbol's score
+  std::vector<std::pair<IpAddr, IpAddr>> answers;  // listed when an A record is in one of these ranges; empty: 127.0.0.2-127.255.255.254 minus 127.255.255.0/24
+  std::string symbol;                      // DNSBL_<ZONE> / RHSBL_<ZONE> unless set
+};
+
+struct Dnsbl {
+  std::vector<DnsblZone> zones;
+  Seconds cache_ttl{300};                  // how long a result (listed or not) is reused
+  std::size_t cache_size = 20000;          // entries; the oldest go first
+};
+
+// [greylist] (filters/greylist): triplets of client network, sender, recipient.
+struct Greylist {
+  Seconds delay{300};                      // a retry is accepted this long after the first attempt
+  Seconds retry_window{2 * 86400};         // ... and no later than this after it
+  Seconds expiry{36 * 86400};              // passed triplets and auto-allowed networks, refreshed on use
+  unsigned auto_allow_after = 5;           // correct retries before the network skips greylisting; 0: never
+  unsigned ipv4_prefix = 24;
+  unsigned ipv6_prefix = 64;
+  std::vector<Cidr> whitelist;             // client networks never greylisted (besides relay.networks)
+};
+
+// A token-bucket rate: `count` per `period` (burst of `count`); count 0 is off.
+struct Rate {
+  unsigned count = 0;
+  Seconds period{0};
+  bool enabled() const { return count > 0; }
+  bool operator==(const Rate&) const = default;
+};
+
+// [ratelimit] (filters/ratelimit). Client keys are the IPv4 address or the
+// IPv6 /64; authenticated sessions count messages and recipients per user.
+struct RateLimit {
+  Rate connections;                        // per client, at connect: 421
+  Rate messages;                           // per client, at MAIL: 451
+  Rate recipients;                         // per client, at RCPT: 451
+  Rate user_messages;                      // per authenticated user
+  Rate user_recipients;
+  std::size_t max_entries = 100000;        // buckets kept; idle ones are evicted first
+  std::vector<Cidr> whitelist;             // clients never limited
+};
+
 enum class FailMode { Open, Closed };
 
 struct Filter {
@@ -120,6 +167,49 @@ struct Server {
   std::string authserv_id;                 // Authentication-Results id (RFC 8601); default: hostname
 };
 
+// [dmarc] (RFC 7489): per-domain overrides of the published policy, and
+// whether aggregate report data is recorded.
+enum class DmarcPolicy { None, Quarantine, Reject };
+struct DmarcOverride {
+  std::string domain;                      // the From domain, lower case; subdomains not included
+  DmarcPolicy policy = DmarcPolicy::None;
+};
+struct Dmarc {
+  bool reports = true;                     // record aggregate data in data_dir/db/dmarc.sqlite
+  std::vector<DmarcOverride> overrides;    // [[dmarc.override]]
+};
+
+// [arc] (RFC 8617): sealing is on when domain, selector and key are all set.
+struct Arc {
+  std::string domain;                      // d= of our ARC-Seal / ARC-Message-Signature
+  std::string selector;                    // s=
+  std::filesystem::path key;               // PEM private key (RSA or Ed25519)
+  bool sealing() const { return !domain.empty() && !selector.empty() && !key.empty(); }
+};
+
+// [dkim] (RFC 6376, RFC 8463; filters/dkim): verification limits and the
+// keys outbound mail is signed with, per From domain and selector.
+struct DkimKey {
+  std::string domain;                      // the From domain it signs for (d=), lower case
+  std::string selector;                    // s=
+  std::filesystem::path key;               // PEM private key, RSA or Ed25519; read when filters are built
+  std::uint32_t line = 0;                  // where it is configured, for key errors
+};
+struct Dkim {
+  std::vector<DkimKey> sign;               // [[dkim.sign]]
+  std::vector<std::string> sign_headers;   // lower case; empty: the built-in list (filters/dkim)
+  unsigned max_signatures = 10;            // verified per message; later ones are ignored
+  unsigned min_key_bits = 1024;            // RFC 8301 §3.2
+  bool allow_sha1 = false;                 // rsa-sha1 signatures (RFC 8301 §3.1 says no)
+};
+
+// [spf] (filters/spf, RFC 7208). MAIL FROM is always checked (the HELO
+// identity stands in for <>, §2.4); check_helo adds the HELO identity on its
+// own (§2.3) as SPF_HELO_* symbols.
+struct Spf {
+  bool check_helo = false;
+};
+
 struct Config {
   std::filesystem::path source;            // the file it came from
   Server server;
@@ -129,9 +219,16 @@ struct Config {
   Relay relay;
   Queue queue;
   Dns dns;
+  Dnsbl dnsbl;
+  Greylist greylist;
+  RateLimit ratelimit;
   std::vector<Filter> filters;
   std::vector<std::pair<std::string, double>> scores;  // symbol -> score overrides
   Actions actions;
+  Dmarc dmarc;
+  Arc arc;
+  Spf spf;
+  Dkim dkim;
 
   // data_dir-relative helpers
   std::filesystem::path spool_dir() const { return server.data_dir / "spool"; }
@@ -152,6 +249,13 @@ Result<Snapshot> parse(std::string_view toml_text, const std::filesystem::path& 
 
 // "300s", "5d", "250ms", "2h", "1w", "10m", or digits alone meaning seconds.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
+
+// "20/60s", "100/1h", "5/m" ("/m" is "/1m"): a count per period; nullopt when malformed.
+std::optional<Rate> parse_rate(std::string_view s);
+
+// The default symbol of a [[dnsbl.zone]]: "DNSBL_ZEN_SPAMHAUS_ORG" for an ip
+// zone, "RHSBL_DBL_SPAMHAUS_ORG" for a domain zone (non-alphanumerics → '_').
+std::string dnsbl_symbol(std::string_view zone, bool domain);
 
 // RFC 1035 §2.3.1 preferred name syntax (letters, digits, hyphens; labels of
 // 1..63, 253 in all); one trailing dot allowed. No underscores: these are

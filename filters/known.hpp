@@ -10,7 +10,18 @@
 namespace moat::filters {
 
 // In the order a default configuration (no [[filter]] tables) runs them.
-inline constexpr std::array<std::string_view, 3> kKnownFilters{"helo", "hops", "size"};
+inline constexpr std::array<std::string_view, 10> kKnownFilters{"helo", "hops", "size", "ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc"};
+
+// Known filters that run only when a [[filter]] table names them: they ask
+// outside services (DNS) or defer mail (greylisting), which no one should get
+// by leaving [[filter]] out.
+inline constexpr std::array<std::string_view, 7> kOptInFilters{"ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc"};
+
+constexpr bool is_opt_in_filter(std::string_view name) {
+  for (auto k : kOptInFilters)
+    if (k == name) return true;
+  return false;
+}
 
 constexpr bool is_known_filter(std::string_view name) {
   for (auto k : kKnownFilters)

@@ -23,6 +23,28 @@ Errc pick_reply(const std::vector<Symbol>& symbols, bool permanent) {
   return best.value_or(permanent ? Errc::PolicyReject : Errc::PolicyTempFail);
 }
 
+// The first deferral symbol (greylisting, rate limits), if any.
+const Symbol* deferral(const std::vector<Symbol>& symbols) {
+  for (const auto& s : symbols)
+    if (symbol_defers(s.name)) return &s;
+  return nullptr;
+}
+
+// A forced action (symbol_forces) raises the verdict to at least that action.
+void force(const std::vector<Symbol>& symbols, Verdict& v) {
+  for (const auto& s : symbols) {
+    Forced f = s.score > 0 ? symbol_forces(s.name) : Forced::None;
+    if (f == Forced::Reject && v.action != Action::Reject) {
+      v.action = Action::Reject;
+      v.reply = symbol_reply(s.name).value_or(Errc::PolicyReject);
+      v.reason = s.name;
+    } else if (f == Forced::Quarantine && (v.action == Action::Accept || v.action == Action::Tag)) {
+      v.action = Action::Quarantine;
+      v.reason = s.name;
+    }
+  }
+}
+
 // Names of the symbols that moved the score, largest first.
 std::string reason(const std::vector<Symbol>& symbols) {
   std::vector<const Symbol*> moved;
@@ -43,6 +65,10 @@ Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Pha
   if (v.score >= a.reject) {
     v.action = Action::Reject;
     v.reply = pick_reply(symbols, true);
+  } else if (const Symbol* d = deferral(symbols)) {
+    v.action = Action::TempFail;
+    v.reply = symbol_reply(d->name).value_or(Errc::PolicyTempFail);
+    v.reason = d->name;
   } else if (v.score >= a.tempfail) {
     v.action = Action::TempFail;
     v.reply = pick_reply(symbols, false);
@@ -53,6 +79,7 @@ Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Pha
   } else if (v.score >= a.tag) {
     v.action = Action::Tag;
   }
+  if (phase == Phase::EndOfData) force(symbols, v);
   return v;
 }
 

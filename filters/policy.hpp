@@ -15,7 +15,10 @@ namespace moat::filters {
 // At EndOfData: score >= reject -> Reject, >= tempfail -> TempFail,
 // >= quarantine -> Quarantine, >= tag -> Tag, else Accept. Before EndOfData
 // only Reject and TempFail are decided; anything else is Accept for now
-// (the rest waits for the message).
+// (the rest waits for the message). Two kinds of symbols act whatever the
+// sum (filters/scores.cpp): deferrals (greylisting, rate limits) make it
+// TempFail with their own reply, and forcing symbols with a positive score
+// (DMARC p=reject / p=quarantine) raise it to Reject / Quarantine.
 Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& actions, Phase phase);
 
 // "7.5", "-2", "0.33": scores in headers and logs.

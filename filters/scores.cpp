@@ -10,6 +10,7 @@ struct Row {
   std::string_view symbol;
   double score;
   std::optional<Errc> reply;
+  bool defers = false;  // see symbol_defers()
 };
 
 constexpr Row kDefaults[] = {
@@ -22,12 +23,65 @@ constexpr Row kDefaults[] = {
     {"HOPS_LOOP", 100, Errc::LoopDetected},
     // size: information only; the hard limit is the session's SIZE check.
     {"MSG_LARGE", 0, std::nullopt},
+    // dnsbl: per-zone symbols, scored by each zone's weight ([[dnsbl.zone]]);
+    // a name ending in '*' is a prefix row.
+    {"DNSBL_*", 0, Errc::DnsblListed},
+    {"RHSBL_*", 0, std::nullopt},
+    // greylist and ratelimit defer on their own (symbol_defers), scoring nothing.
+    {"GREYLIST", 0, Errc::Greylisted, true},
+    {"RATELIMIT_CONNECTIONS", 0, Errc::RateLimited, true},
+    {"RATELIMIT_MESSAGES", 0, Errc::MessageRateLimited, true},
+    {"RATELIMIT_RECIPIENTS", 0, Errc::MessageRateLimited, true},
+    {"RATELIMIT_USER_MESSAGES", 0, Errc::MessageRateLimited, true},
+    {"RATELIMIT_USER_RECIPIENTS", 0, Errc::MessageRateLimited, true},
+    // dmarc (RFC 7489): the policy symbols force their action (symbol_forces);
+    // the From-header findings add up ("Composition Kills" spoofs).
+    {"DMARC_PASS", -1, std::nullopt},
+    {"DMARC_POLICY_REJECT", 15, Errc::DmarcReject},
+    {"DMARC_POLICY_QUARANTINE", 10, std::nullopt},
+    {"DMARC_POLICY_NONE", 1, std::nullopt},
+    {"DMARC_NA", 0, std::nullopt},
+    {"DMARC_PERMERROR", 0, std::nullopt},
+    {"DMARC_BAD_FROM", 8, std::nullopt},
+    {"DMARC_NO_FROM", 3, std::nullopt},
+    {"DMARC_MULTI_FROM", 3, std::nullopt},
+    // arc (RFC 8617): information for local policy; a broken chain is no
+    // worse than none (forwarders and lists break chains), hence no weight.
+    {"ARC_PASS", 0, std::nullopt},
+    {"ARC_FAIL", 0, std::nullopt},
+    {"ARC_NA", 0, std::nullopt},
+    // dkim (RFC 6376): evidence for DMARC more than a verdict of its own; a
+    // broken signature is suspicious, a missing or unusable one is common.
+    {"DKIM_PASS", -0.5, std::nullopt},
+    {"DKIM_FAIL", 2, Errc::DkimFail},
+    {"DKIM_PERMERROR", 0.5, std::nullopt},
+    {"DKIM_TEMPERROR", 0, std::nullopt},
+    {"DKIM_NONE", 0, std::nullopt},
+    {"DKIM_SIGNED", 0, std::nullopt},       // ours, outbound
+    // spf (RFC 7208): hints only; DMARC does the policy. A fail alone tags
+    // (5); SPF_FAIL's row names the reply when a score sum rejects (550 5.7.23).
+    {"SPF_PASS", 0, std::nullopt},
+    {"SPF_FAIL", 5, Errc::SpfFail},
+    {"SPF_SOFTFAIL", 2, std::nullopt},
+    {"SPF_NEUTRAL", 0, std::nullopt},
+    {"SPF_NONE", 0.5, std::nullopt},
+    {"SPF_TEMPERROR", 0, std::nullopt},    // fail = "closed" (default) defers instead: 451 4.4.3
+    {"SPF_PERMERROR", 2, std::nullopt},
+    {"SPF_HELO_PASS", 0, std::nullopt},    // [spf] check_helo
+    {"SPF_HELO_FAIL", 2, std::nullopt},
+    {"SPF_HELO_SOFTFAIL", 1, std::nullopt},
+    {"SPF_HELO_NEUTRAL", 0, std::nullopt},
+    {"SPF_HELO_NONE", 0, std::nullopt},
+    {"SPF_HELO_TEMPERROR", 0, std::nullopt},
+    {"SPF_HELO_PERMERROR", 1, std::nullopt},
     {kFilterFailedOpen, 0, std::nullopt},
 };
 
 const Row* find(std::string_view symbol) {
   for (const auto& r : kDefaults)
     if (r.symbol == symbol) return &r;
+  for (const auto& r : kDefaults)
+    if (r.symbol.ends_with('*') && symbol.starts_with(r.symbol.substr(0, r.symbol.size() - 1))) return &r;
   return nullptr;
 }
 
@@ -43,11 +97,24 @@ std::optional<Errc> symbol_reply(std::string_view symbol) {
   return r ? r->reply : std::nullopt;
 }
 
+bool symbol_defers(std::string_view symbol) {
+  const Row* r = find(symbol);
+  return r && r->defers;
+}
+
+Forced symbol_forces(std::string_view symbol) {
+  if (symbol == "DMARC_POLICY_REJECT") return Forced::Reject;
+  if (symbol == "DMARC_POLICY_QUARANTINE") return Forced::Quarantine;
+  return Forced::None;
+}
+
 Scores::Scores() {
-  for (const auto& r : kDefaults) table_.emplace(std::string(r.symbol), r.score);
+  for (const auto& r : kDefaults)
+    if (!r.symbol.ends_with('*')) table_.emplace(std::string(r.symbol), r.score);
 }
 
 Scores::Scores(const config::Config& cfg) : Scores() {
+  for (const auto& z : cfg.dnsbl.zones) set(z.symbol, z.weight);  // [scores] may still override
   for (const auto& [symbol, score] : cfg.scores) set(symbol, score);
 }
 

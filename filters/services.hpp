@@ -12,11 +12,24 @@ class Resolver;
 }
 
 namespace moat::filters {
+namespace dnsbl {
+class Cache;
+}
+namespace greylist {
+class Store;
+}
+namespace ratelimit {
+class Buckets;
+}
 
 struct Services {
   dns::Resolver* resolver = nullptr;              // null: filters that need DNS refuse to build
   boost::asio::thread_pool* blocking = nullptr;   // null: filters that need it refuse to build
   std::filesystem::path data_dir;                 // for filter databases (greylist, reports)
+  // Reputation state that outlives a reload; null: the filter keeps its own.
+  dnsbl::Cache* dnsbl_cache = nullptr;
+  greylist::Store* greylist = nullptr;
+  ratelimit::Buckets* ratelimits = nullptr;
 };
 
 }  // namespace moat::filters

@@ -1,16 +1,11 @@
 // See routing.hpp. Domains compare case-insensitively (RFC 5321 §2.4).
+#include "common/text.hpp"
 #include "gateway/routing.hpp"
 
 #include <algorithm>
 
 namespace moat::gateway {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return out;
-}
 
 const config::RelayDomain* find_relay_domain(const config::Config& cfg, std::string_view domain) {
   for (const auto& d : cfg.relay.domains)

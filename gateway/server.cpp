@@ -26,6 +26,9 @@
 
 #include "common/config.hpp"
 #include "common/dns/resolver.hpp"
+#include "filters/dnsbl/dnsbl.hpp"
+#include "filters/greylist/greylist.hpp"
+#include "filters/ratelimit/ratelimit.hpp"
 #include "common/io_context.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -114,6 +117,10 @@ class Server {
   ConnectionLimiter limiter_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<dns::Resolver> resolver_;
+  // Reputation state kept across reloads (filters/services.hpp).
+  filters::dnsbl::Cache dnsbl_cache_;
+  filters::ratelimit::Buckets ratelimits_;
+  std::unique_ptr<filters::greylist::Store> greylist_;
   std::shared_ptr<asio::ssl::context> client_tls_;
   std::unique_ptr<SmtpTransport> smtp_;
   std::unique_ptr<QueueManager> queue_;
@@ -141,6 +148,9 @@ Result<std::shared_ptr<const Runtime>> Server::make_runtime(config::Snapshot cfg
   if (!ctx) return ctx.error();
   rt->tls = *ctx;
   filters::Services services{resolver_.get(), &blocking_, cfg->server.data_dir};
+  services.dnsbl_cache = &dnsbl_cache_;
+  services.ratelimits = &ratelimits_;
+  services.greylist = greylist_.get();
   auto pipeline = filters::Pipeline::build(cfg, services);
   if (!pipeline) return pipeline.error();
   rt->pipeline = std::shared_ptr<filters::Pipeline>(std::move(*pipeline));
@@ -281,6 +291,7 @@ int Server::run() {
     return 1;
   }
   resolver_ = std::make_unique<dns::Resolver>(io_, cfg.dns);  // filters use it
+  greylist_ = std::make_unique<filters::greylist::Store>(cfg.server.data_dir / "db" / "greylist.sqlite");
   auto rt = make_runtime(config_);
   if (!rt) {
     log::error("fatal: " + rt.error().detail);

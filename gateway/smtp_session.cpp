@@ -186,6 +186,7 @@ class Session {
   bool extended_ = false;   // EHLO (pipelining allowed)
   std::string auth_user_;
   unsigned errors_ = 0;
+  bool deferred_ = false;  // the last early verdict was TempFail (greylisting, rate limit): not a client error
   unsigned auth_failures_ = 0;
   // transaction state
   bool in_mail_ = false;
@@ -318,6 +319,7 @@ void Session::log_reject(std::string_view stage, std::string_view reply_text, st
 asio::awaitable<bool> Session::apply_verdict_early(Phase phase) {
   if (!rt_->pipeline) co_return true;
   auto v = co_await rt_->pipeline->run(phase, ctx_);
+  deferred_ = v.action == Action::TempFail;
   if (v.action == Action::Reject || v.action == Action::TempFail) {
     std::string text = format_reply(v.reply, std::string(smtp_reply(v.reply).text) +
                                                  (v.reason.empty() ? "" : " (" + v.reason + ")"));
@@ -676,11 +678,15 @@ asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
   }
   env.recipients.push_back(Recipient{cmd.path, params->notify, params->orcpt});
   ctx_.current_rcpt = &env.recipients.back();
+  const auto symbols_before = ctx_.symbols.size();
   bool ok = co_await apply_verdict_early(Phase::RcptTo);
   ctx_.current_rcpt = nullptr;
   if (!ok) {
     env.recipients.pop_back();
-    co_return ++errors_ < cfg_.limits.hard_errors;
+    // A refused recipient's symbols (GREYLIST, ...) must not judge the others or the message.
+    ctx_.symbols.resize(symbols_before);
+    // 451s for a greylisted list of recipients must not hang up the session (Postfix counts them as soft errors).
+    co_return deferred_ || ++errors_ < cfg_.limits.hard_errors;
   }
   co_return co_await reply("250 2.1.5 Ok");
 }

@@ -7,10 +7,15 @@ BUILD_PKGS=(
   build-essential cmake pkg-config g++ clang-14 libclang-rt-14-dev lld-14
   libboost1.81-dev libssl-dev libsqlite3-dev libargon2-dev libunbound-dev
   libtomlplusplus-dev catch2 libevent-dev
+  libopendkim-dev
+  libpsl-dev publicsuffix
+  libspf2-dev libyaml-dev zlib1g-dev
 )
 # Real peers the tests talk to.
 TEST_PKGS=(
   python3 python3-pytest python3-pytest-timeout swaks openssl postfix unbound dnsutils procps psmisc
+  python3-dkim opendkim-tools
+  python3-spf
 )
 
 want=("${BUILD_PKGS[@]}")

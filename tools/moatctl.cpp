@@ -3,6 +3,7 @@
 //   moatctl [--config FILE] user add|passwd|del|list
 //   moatctl [--config FILE] queue list|show|flush|delete|hold|release
 //   moatctl [--config FILE] reload|metrics
+//   moatctl [--config FILE] dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--dir DIR]
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -22,7 +23,9 @@ void usage() {
                "  queue flush                  retry deferred mail now\n"
                "  queue delete|hold|release ID\n"
                "  reload                       re-read the configuration (like SIGHUP)\n"
-               "  metrics                      print counters in Prometheus text format\n");
+               "  metrics                      print counters in Prometheus text format\n"
+               "  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--dir DIR]\n"
+               "                               make a DKIM key, print its DNS TXT record\n");
 }
 
 std::filesystem::path default_config() {
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
   if (cmd == "config") return moat::ctl::config_cmd(ctx, args);
   if (cmd == "user") return moat::ctl::user_cmd(ctx, args);
   if (cmd == "queue") return moat::ctl::queue_cmd(ctx, args);
+  if (cmd == "dkim") return moat::ctl::dkim_cmd(ctx, args);
   if (cmd == "reload" || cmd == "metrics") return moat::ctl::control_cmd(ctx, cmd, args);
   usage();
   return 2;

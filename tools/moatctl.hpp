@@ -19,6 +19,7 @@ int config_cmd(const Context& ctx, const Args& args);   // moatctl config check
 int user_cmd(const Context& ctx, const Args& args);     // moatctl user add|passwd|del|list
 int queue_cmd(const Context& ctx, const Args& args);    // moatctl queue list|show|flush|delete|hold|release
 int control_cmd(const Context& ctx, const std::string& word, const Args& args);  // moatctl reload|metrics
+int dkim_cmd(const Context& ctx, const Args& args);     // moatctl dkim keygen
 
 // One request line to moatd's control socket; false when nothing answers.
 bool ask(const std::filesystem::path& sock_path, const std::string& line, std::string& reply);

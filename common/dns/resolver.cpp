@@ -98,6 +98,13 @@ struct Resolver::Impl : std::enable_shared_from_this<Resolver::Impl> {
     // Forwarding to a resolver on loopback (tests, a local unbound) is
     // refused by default.
     ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
+    // We only forward, so the upstream decides about private and
+    // documentation reverse zones (RFC 1918, 2001:db8::/32); libunbound
+    // would otherwise answer NXDOMAIN for them itself, and SPF's ptr and %{p}
+    // for clients in private networks could never match (RFC 7208 §5.5).
+    ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes");
+    ub_ctx_set_option(ctx, "insecure-lan-zones:", "yes");
+    ub_ctx_set_option(ctx, "local-zone:", "8.b.d.0.1.0.0.2.ip6.arpa. nodefault");
     int rc = 0;
     if (cfg.upstream) rc = ub_ctx_set_fwd(ctx, (cfg.upstream->host + "@" + std::to_string(cfg.upstream->port)).c_str());
     else rc = ub_ctx_resolvconf(ctx, nullptr);

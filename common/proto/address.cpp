@@ -1,5 +1,6 @@
 // See address.hpp (RFC 5321 §4.1.2, §4.5.3.1; RFC 6531 §3.3).
 #include "common/proto/address.hpp"
+#include "common/text.hpp"
 
 #include <arpa/inet.h>
 
@@ -61,17 +62,6 @@ bool valid_ipv4(std::string_view s) {
     s.remove_prefix(dot + 1);
   }
   return valid_snum(s);
-}
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // Local-part = Dot-string / Quoted-string. On success `rest` starts at '@'.
@@ -164,7 +154,7 @@ bool is_valid_address_literal(std::string_view lit) {
   const auto colon = in.find(':');
   if (colon == std::string_view::npos || colon == 0) return false;
   const std::string_view tag = in.substr(0, colon), body = in.substr(colon + 1);
-  if (iequal(tag, "IPv6")) {
+  if (iequals(tag, "IPv6")) {
     if (body.empty() || body.size() >= 64) return false;
     std::string tmp(body);
     unsigned char buf[16];
@@ -185,7 +175,7 @@ bool is_valid_address_literal(std::string_view lit) {
 Result<Mailbox> parse_path(std::string_view path, bool allow_utf8, bool allow_postmaster) {
   if (path.empty()) return bad("empty path");
   if (path.size() + 2 > kMaxPath) return bad("path longer than 256 bytes");
-  if (allow_postmaster && iequal(path, "postmaster")) {
+  if (allow_postmaster && iequals(path, "postmaster")) {
     Mailbox m;
     m.local = std::string(path);
     return m;

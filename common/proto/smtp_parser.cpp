@@ -7,6 +7,7 @@
 #include <array>
 
 #include "common/proto/xtext.hpp"
+#include "common/text.hpp"
 
 namespace moat::proto::smtp {
 namespace {
@@ -30,24 +31,14 @@ constexpr std::array kVerbs{
 char upper(char c) { return (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c; }
 bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return upper(x) == upper(y); });
-}
 bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequal(s.substr(0, prefix.size()), prefix);
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 std::string to_upper(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = upper(c);
   return out;
 }
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  return out;
-}
-
 std::string_view trim_right(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
@@ -154,7 +145,7 @@ Result<Command> parse_bdat(Command cmd, std::string_view rest) {
   if (toks.empty() || toks.size() > 2) return param_error("expected BDAT size [LAST]");
   const auto size = parse_u64(toks[0]);
   if (!size) return param_error("bad BDAT chunk size");
-  if (toks.size() == 2 && !iequal(toks[1], "LAST")) return param_error("expected BDAT size [LAST]");
+  if (toks.size() == 2 && !iequals(toks[1], "LAST")) return param_error("expected BDAT size [LAST]");
   cmd.bdat_size = *size;
   cmd.bdat_last = toks.size() == 2;
   return cmd;
@@ -170,7 +161,7 @@ std::string_view verb_name(Verb v) {
 
 Verb verb_from(std::string_view word) {
   for (const auto& e : kVerbs)
-    if (iequal(word, e.name)) return e.verb;
+    if (iequals(word, e.name)) return e.verb;
   return Verb::Unknown;
 }
 
@@ -224,17 +215,17 @@ Result<MailParams> parse_mail_params(const std::vector<Param>& params) {
       m.size = p.has_value ? parse_u64(p.value) : std::nullopt;
       if (!m.size) return param_error("SIZE must be a number");
     } else if (k == "BODY") {
-      if (iequal(p.value, "7BIT")) m.body = BodyType::SevenBit;
-      else if (iequal(p.value, "8BITMIME")) m.body = BodyType::EightBitMime;
-      else if (iequal(p.value, "BINARYMIME")) m.body = BodyType::BinaryMime;
+      if (iequals(p.value, "7BIT")) m.body = BodyType::SevenBit;
+      else if (iequals(p.value, "8BITMIME")) m.body = BodyType::EightBitMime;
+      else if (iequals(p.value, "BINARYMIME")) m.body = BodyType::BinaryMime;
       else return param_error("BODY must be 7BIT, 8BITMIME or BINARYMIME");
       m.body_given = true;
     } else if (k == "SMTPUTF8") {
       if (p.has_value) return param_error("SMTPUTF8 takes no value");
       m.smtputf8 = true;
     } else if (k == "RET") {
-      if (iequal(p.value, "FULL")) m.ret = DsnRet::Full;
-      else if (iequal(p.value, "HDRS")) m.ret = DsnRet::Hdrs;
+      if (iequals(p.value, "FULL")) m.ret = DsnRet::Full;
+      else if (iequals(p.value, "HDRS")) m.ret = DsnRet::Hdrs;
       else return param_error("RET must be FULL or HDRS");
     } else if (k == "ENVID") {
       if (!p.has_value || p.value.size() > kMaxEnvid || !xtext_valid(p.value)) return param_error("bad ENVID");
@@ -255,7 +246,7 @@ Result<RcptParams> parse_rcpt_params(const std::vector<Param>& params) {
   for (const auto& p : params) {
     if (p.keyword == "NOTIFY") {
       if (!p.has_value) return param_error("NOTIFY needs a value");
-      if (iequal(p.value, "NEVER")) {
+      if (iequals(p.value, "NEVER")) {
         r.notify = DsnNotify::Never;
         continue;
       }
@@ -263,9 +254,9 @@ Result<RcptParams> parse_rcpt_params(const std::vector<Param>& params) {
       for (std::string_view rest = p.value;;) {
         const auto comma = rest.find(',');
         const std::string_view item = rest.substr(0, comma);
-        if (iequal(item, "SUCCESS")) set = set | DsnNotify::Success;
-        else if (iequal(item, "FAILURE")) set = set | DsnNotify::Failure;
-        else if (iequal(item, "DELAY")) set = set | DsnNotify::Delay;
+        if (iequals(item, "SUCCESS")) set = set | DsnNotify::Success;
+        else if (iequals(item, "FAILURE")) set = set | DsnNotify::Failure;
+        else if (iequals(item, "DELAY")) set = set | DsnNotify::Delay;
         else return param_error("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY");
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);
@@ -281,7 +272,7 @@ Result<RcptParams> parse_rcpt_params(const std::vector<Param>& params) {
       auto addr = xtext_decode(std::string_view(p.value).substr(semi + 1));
       if (!addr || addr->empty()) return param_error("bad ORCPT address");
       r.orcpt = p.value;
-      r.orcpt_type = to_lower(type);
+      r.orcpt_type = lower(type);
       r.orcpt_address = std::move(*addr);
     } else {
       return Error{Errc::NotImplemented, "unsupported RCPT parameter " + p.keyword};

@@ -1,5 +1,6 @@
 // See authres.hpp. RFC 8601 §2.2 grammar for the writer; the reader only
 // needs the authserv-id, the first token after optional CFWS.
+#include "common/text.hpp"
 #include "filters/authres/authres.hpp"
 
 #include <cctype>
@@ -29,13 +30,6 @@ std::string value(std::string_view v) {
     out += c;
   }
   return out + "\"";
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
 }
 
 // Skips spaces, tabs, CRLF and (nested) comments.

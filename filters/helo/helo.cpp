@@ -5,6 +5,7 @@
 //    relay.networks (our own software, monitoring) may use our hostname, and a
 //    loopback or wildcard listener address is never "ours" as a literal, since
 //    every host has a 127.0.0.1.
+#include "common/text.hpp"
 #include "filters/helo/helo.hpp"
 
 #include <algorithm>
@@ -12,12 +13,6 @@
 
 namespace moat::filters::helo {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string canonical(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);

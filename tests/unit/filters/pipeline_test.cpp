@@ -5,10 +5,12 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/dns/resolver.hpp"
 #include "common/metrics.hpp"
 #include "filters/pipeline.hpp"
 #include "filters/registry.hpp"
 #include "filters/known.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "tests/unit/filters/run_sync.hpp"
 
 using namespace moat;
@@ -136,11 +138,17 @@ TEST_CASE("build makes every enabled configured filter", "[filters][pipeline]") 
   auto c = std::make_shared<config::Config>();
   for (auto k : kKnownFilters) c->filters.push_back(config::Filter{std::string(k)});
   c->filters[1].enabled = false;
-  auto p = Pipeline::build(c);
+  // The daemon's services: DNS filters refuse to build without a resolver.
+  test::TempDir tmp;
+  asio::io_context io;
+  asio::thread_pool pool(1);
+  dns::Resolver resolver(io, c->dns);
+  const Services services{&resolver, &pool, tmp.path};
+  auto p = Pipeline::build(c, services);
   REQUIRE(p);
   CHECK((*p)->size() == kKnownFilters.size() - 1);
   CHECK(known_filters().size() == kKnownFilters.size());
-  for (auto k : known_filters()) CHECK(make_filter(config::Filter{std::string(k)}, *c));
+  for (auto k : known_filters()) CHECK(make_filter(config::Filter{std::string(k)}, *c, services));
   auto bad = make_filter(config::Filter{"nope"}, *c);
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == Errc::Invalid);

@@ -1,0 +1,26 @@
+// ASCII text helpers shared by the protocol code. Deliberately not locale
+// dependent: mail protocol keywords, header names and domain names compare
+// case-insensitively in ASCII only (RFC 5321 §2.4, RFC 5322 §1.2.2).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace moat {
+
+constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
+
+inline std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = ascii_lower(c);
+  return out;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
+}
+
+}  // namespace moat
