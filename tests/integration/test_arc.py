@@ -80,6 +80,7 @@ def our_set(captured) -> dict:
     return out
 
 
+@pytest.mark.asan
 def test_upstream_chain_passes_and_our_seal_verifies_with_dkimpy(keys, world):
     m, sink, dnsfunc = world
     tok = token()

@@ -169,6 +169,7 @@ def dkim_results(captured) -> list[str]:
     return [r.replace('"', "") for r in re.findall(r"dkim=\S+[^;]*", ar[0])]
 
 
+@pytest.mark.asan
 def test_inbound_pass_in_authentication_results(keys, world):
     m, sink, _ = world()
     tok = token()
@@ -245,6 +246,7 @@ def send_authenticated(m, tok, sender_addr=USER):
     return msg
 
 
+@pytest.mark.asan
 def test_outbound_signed_rsa_and_ed25519_verify_with_dkimpy_and_opendkim(keys, world, workdir):
     m, _, outside = world()
     tok = token()

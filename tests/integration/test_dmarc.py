@@ -76,6 +76,7 @@ def dmarc_result(captured) -> str:
     return m.group(0).strip()
 
 
+@pytest.mark.asan
 def test_reject_policy_550_at_end_of_data(world):
     m, sink = world()
     tok = token()
@@ -117,6 +118,7 @@ def test_aligned_spf_passes(world):
     assert dmarc_result(got) == "dmarc=pass header.from=good.example.com policy.dmarc=reject"
 
 
+@pytest.mark.asan
 def test_aligned_dkim_passes_despite_spf_fail(world, dkim_key):
     m, sink = world()
     tok = token()

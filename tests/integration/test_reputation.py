@@ -65,6 +65,7 @@ def dnsbl_moatd(make_moatd, sink, dns, zones, **extra):
 # ---------------------------------------------------------------- DNSBL
 
 
+@pytest.mark.asan
 def test_listed_client_refused_at_connect(make_dns, make_moatd, sink):
     # Tests connect from 127.0.0.1, so the list names 1.0.0.127.
     dns = make_dns(["1.0.0.127.bl.example.com. A 127.0.0.2", '1.0.0.127.bl.example.com. TXT "listed"'],
@@ -221,6 +222,7 @@ def test_greylist_refused_recipient_does_not_hold_back_the_others(make_moatd, si
     assert got.recipients == ["a@example.com"]
 
 
+@pytest.mark.asan
 def test_greylisting_many_recipients_keeps_the_session(make_moatd, sink):
     """451s are deferrals, not client errors: 30 greylisted recipients (more
     than limits.hard_errors) do not end the session."""
@@ -317,6 +319,7 @@ def test_connection_rate_421_and_counted(make_moatd, sink):
     assert line.startswith(b"421 "), line
 
 
+@pytest.mark.asan
 def test_message_rate_451_and_counted(make_moatd, sink):
     m = start_unready(ratelimit_moatd(make_moatd, sink, messages="2/1h", recipients="3/1h"))
     tok = token()

@@ -132,6 +132,7 @@ def test_macros_in_the_record(make_moatd, sink, dns):
     assert delivered(sink, tok)[1][0].startswith("fail")
 
 
+@pytest.mark.asan
 def test_temperror_fail_closed_is_451(make_moatd, sink, dns):
     m = spf_moatd(make_moatd, sink, dns)
     mail, data, _ = transaction(m, "alice@down.example.org")
@@ -191,3 +192,32 @@ def test_second_transaction_gets_its_own_result(make_moatd, sink, dns):
     _, r2, a2 = delivered(sink, tok2)
     assert len(r1) == 1 and r1[0].startswith("pass") and "spf=pass" in a1 and "softfail" not in a1
     assert len(r2) == 1 and r2[0].startswith("softfail") and "spf=softfail" in a2 and "spf=pass" not in a2
+
+
+@pytest.mark.asan
+def test_forged_results_with_our_authserv_id_are_removed(make_moatd, sink, dns):
+    """RFC 8601 §5: an inbound Authentication-Results field that claims our
+    authserv-id (any case, folded, even `Name :`) is removed; others stay."""
+    m = spf_moatd(make_moatd, sink, dns)
+    tok = token()
+    forged = [f"Authentication-Results: {HOSTNAME.upper()}; spf=pass",
+              "\tsmtp.mailfrom=forged.example.org",
+              f"Authentication-Results : (c) {HOSTNAME}; dmarc=pass header.from=forged.example.org",
+              "Authentication-Results: upstream.example.net; dkim=pass header.d=example.net"]
+    msg = make_message(tok, sender="alice@fail.example.org", extra_headers=forged)
+    raw = m.raw()
+    try:
+        raw.cmd("EHLO client.example.org")
+        assert raw.cmd("MAIL FROM:<alice@fail.example.org>")[0] == 250
+        assert raw.cmd("RCPT TO:<user@example.test>")[0] == 250
+        assert raw.cmd("DATA")[0] == 354
+        raw.send(msg + b".\r\n")
+        assert raw.reply()[0] == 250
+    finally:
+        raw.close()
+    got = sink.wait_token(tok)
+    ars = [" ".join(v.split()) for n, v in got.header_fields() if n.strip().lower() == "authentication-results"]
+    ours = [a for a in ars if a.lower().startswith(HOSTNAME.lower())]
+    assert len(ours) == 1 and "spf=fail smtp.mailfrom=fail.example.org" in ours[0], ars
+    assert "forged" not in " ".join(ours), ars
+    assert any(a.startswith("upstream.example.net; dkim=pass") for a in ars), ars
