@@ -11,17 +11,28 @@
 
 namespace moat::test::yaml {
 
+struct Field;
+
 struct Node {
   enum Kind { Scalar, Seq, Map } kind = Scalar;
   std::string text;
-  std::vector<Node> items;                           // Seq
-  std::vector<std::pair<std::string, Node>> fields;  // Map, in document order
-  const Node* get(std::string_view key) const {
-    for (const auto& [k, v] : fields)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  std::vector<Node> items;    // Seq
+  std::vector<Field> fields;  // Map, in document order
+  const Node* get(std::string_view key) const;
 };
+
+// A separate struct, not std::pair: pair<string, Node> would need Node
+// complete inside its own definition (clang refuses it).
+struct Field {
+  std::string key;
+  Node value;
+};
+
+inline const Node* Node::get(std::string_view key) const {
+  for (const auto& f : fields)
+    if (f.key == key) return &f.value;
+  return nullptr;
+}
 
 class YamlReader {
  public:
@@ -92,7 +103,7 @@ class YamlReader {
           }
           Node key, value;
           if (!fill(key, k) || !node(value)) return false;
-          n.fields.emplace_back(key.text, std::move(value));
+          n.fields.push_back(Field{key.text, std::move(value)});
         }
       default:
         yaml_event_delete(&e);
