@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from moatlib import is_listening  # noqa: E402
+from moatlib import is_listening, stop_process  # noqa: E402
 
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
@@ -46,16 +46,6 @@ def note(cmd):
         commands_used.append(s)
 
 
-def stop_proc(p: subprocess.Popen):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-
-
 def sink_argv(port):
     a = [SINK]
     if os.geteuid() == 0:
@@ -84,7 +74,7 @@ def one_run(target_port, sink_port, size, n, sessions, workdir: Path, drain, mes
     out = workdir / "sink.counters"
     with open(out, "wb") as f:
         sink = subprocess.Popen(argv, stdout=f, stderr=subprocess.DEVNULL)
-    cleanups.append(lambda: stop_proc(sink))
+    cleanups.append(lambda: stop_process(sink))
     deadline = time.monotonic() + 5
     while not is_listening(sink_port):
         if time.monotonic() > deadline or sink.poll() is not None:
@@ -105,7 +95,7 @@ def one_run(target_port, sink_port, size, n, sessions, workdir: Path, drain, mes
         took = time.monotonic() - t0
         drain()                        # the relay's queue is empty before the next run
     finally:
-        stop_proc(sink)
+        stop_process(sink)
     return took
 
 

@@ -9,8 +9,7 @@
 #include <chrono>
 #include <system_error>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include "common/blocking.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "common/text.hpp"
@@ -267,31 +266,6 @@ bool GreylistFilter::exempt(const ClientInfo& client) const {
 
 namespace {
 
-// What one check on the pool returns; default-constructible for co_spawn.
-struct Checked {
-  bool ok = false;
-  Outcome outcome = Outcome::New;
-  Error error;
-};
-
-// Runs on the blocking pool (co_spawned there). The result comes back to the
-// session's strand through co_spawn's own completion: the run_blocking()
-// hand-back (post of the awaitable handler from a pool thread) corrupted the
-// strand's reference count after a few dozen RCPTs inside the pipeline's
-// `filter || timer` race (valgrind: strand impl freed by a timer's handler).
-asio::awaitable<Checked> check_on_pool(Store* store, Triplet t, config::Greylist policy, std::int64_t now) {
-  Checked out;
-  auto r = store->check(t, policy, now);
-  store->maybe_cleanup(policy, now);
-  if (r) {
-    out.ok = true;
-    out.outcome = *r;
-  } else {
-    out.error = r.error();
-  }
-  co_return out;
-}
-
 }  // namespace
 
 asio::awaitable<Status> GreylistFilter::run(Phase, ScanContext& ctx) {
@@ -302,11 +276,14 @@ asio::awaitable<Status> GreylistFilter::run(Phase, ScanContext& ctx) {
   Triplet t{network_of(ctx.envelope.client.ip, cfg_.ipv4_prefix, cfg_.ipv6_prefix), lower(ctx.envelope.sender),
             lower(ctx.current_rcpt->address)};
   const std::int64_t now = clock_();
-  Checked r = co_await asio::co_spawn(pool_->get_executor(), check_on_pool(store_, std::move(t), cfg_, now),
-                                      asio::use_awaitable);
-  if (!r.ok) co_return r.error;
-  outcome_counter(r.outcome).inc();
-  if (defers(r.outcome)) ctx.add("GREYLIST", std::string(outcome_name(r.outcome)));
+  auto r = co_await run_blocking(*pool_, [&] {
+    auto checked = store_->check(t, cfg_, now);
+    store_->maybe_cleanup(cfg_, now);
+    return checked;
+  });
+  if (!r) co_return r.error();
+  outcome_counter(*r).inc();
+  if (defers(*r)) ctx.add("GREYLIST", std::string(outcome_name(*r)));
   co_return Status{};
 }
 

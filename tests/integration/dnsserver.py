@@ -13,14 +13,12 @@ domains for DNS checks live under example.com/.net/.org and similar.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 from typing import Iterable
 
-from moatlib import LOOPBACK, free_port, wait_until
+from moatlib import LOOPBACK, free_port, stop_process, wait_until
 
 UNBOUND = "/usr/sbin/unbound"
 
@@ -140,13 +138,7 @@ class DnsServer:
         return self.start()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
 
     def cleanup(self):

@@ -85,6 +85,17 @@ def wait_until(pred: Callable[[], object], timeout: float, what: str = "conditio
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0):
+    """SIGTERM, then SIGKILL if it has not exited within timeout; waits for it."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def listening_ports() -> set[int]:
     """Ports in LISTEN state on IPv4 (from /proc, so probing costs no session)."""
     ports = set()
@@ -357,13 +368,7 @@ class SmtpSink:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
 
     def cleanup(self):
