@@ -10,16 +10,25 @@ BUILD_PKGS=(
   libopendkim-dev
   libpsl-dev publicsuffix
   libspf2-dev libyaml-dev zlib1g-dev
+  libvectorscan-dev libpcre2-dev libmagic-dev libarchive-dev libzstd-dev libclamav-dev
+  libgmime-3.0-dev
 )
 # Real peers the tests talk to.
 TEST_PKGS=(
   python3 python3-pytest python3-pytest-timeout swaks openssl postfix unbound dnsutils procps psmisc
   python3-dkim opendkim-tools
   python3-spf
+  clamav-testfiles spamassassin fetchmail curl
 )
+# Peers only the benchmarks compare against (bench/*): kept out of `make test`
+# so CI never starts a system IMAP server.
+BENCH_PKGS=(bogofilter dovecot-imapd dovecot-pop3d rspamd)
 
 want=("${BUILD_PKGS[@]}")
-[ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
+case "${1:-}" in
+  --test) want+=("${TEST_PKGS[@]}") ;;
+  --bench) want+=("${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

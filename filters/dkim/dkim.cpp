@@ -7,13 +7,10 @@
 #include "filters/dkim/dkim.hpp"
 
 #include <algorithm>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/blocking.hpp"
+#include "common/gather.hpp"
 #include "common/dns/resolver.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -149,8 +146,8 @@ asio::awaitable<KeyAnswer> DkimFilter::lookup_key(std::string name) {
   co_return k;
 }
 
-// All key records at once (a parallel group waits for every lookup, also
-// when the pipeline cancels this run, so none outlives the filter run).
+// All key records at once (gather waits for every lookup, also when the
+// pipeline cancels this run, so none outlives the filter run).
 asio::awaitable<KeyAnswers> DkimFilter::fetch_keys(const std::vector<Signature>& sigs) {
   KeyAnswers keys;
   std::vector<std::string> names;
@@ -162,15 +159,11 @@ asio::awaitable<KeyAnswers> DkimFilter::fetch_keys(const std::vector<Signature>&
     if (config::is_domain_name(sig.d) && valid_selector(sig.s)) names.push_back(name);
   }
   if (names.empty()) co_return keys;
-  auto ex = co_await asio::this_coro::executor;
-  using Op = decltype(asio::co_spawn(ex, lookup_key(std::string()), asio::deferred));
-  std::vector<Op> ops;
-  for (const auto& n : names) ops.push_back(asio::co_spawn(ex, lookup_key(n), asio::deferred));
-  auto [order, errors, answers] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                                      .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-  (void)order;
+  std::vector<asio::awaitable<KeyAnswer>> lookups;
+  for (const auto& n : names) lookups.push_back(lookup_key(n));
+  auto answers = co_await gather(std::move(lookups));
   for (std::size_t i = 0; i < names.size(); ++i)
-    keys[names[i]] = errors[i] ? KeyAnswer{KeyStatus::TempFail, {}} : std::move(answers[i]);
+    keys[names[i]] = answers[i] ? std::move(*answers[i]) : KeyAnswer{KeyStatus::TempFail, {}};
   co_return keys;
 }
 

@@ -2,10 +2,7 @@
 // in parallel, so a slow list costs one DNS timeout, not one per zone.
 #include "filters/dnsbl/dnsbl.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,6 +11,7 @@
 #include <cctype>
 
 #include "common/dns/resolver.hpp"
+#include "common/gather.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "common/text.hpp"
@@ -206,11 +204,9 @@ std::vector<DnsblFilter::Query> DnsblFilter::queries(Phase phase, const ScanCont
 // The A records of each query, from the cache or the resolver; nullopt where
 // the lookup failed.
 asio::awaitable<std::vector<std::optional<std::vector<IpAddr>>>> DnsblFilter::lookup_all(const std::vector<Query>& qs) {
-  auto ex = co_await asio::this_coro::executor;
   const auto now = Cache::Clock::now();
   std::vector<std::optional<std::vector<IpAddr>>> out(qs.size());
-  using Op = decltype(asio::co_spawn(ex, lookup_within(nullptr, std::string(), deadline_), asio::deferred));
-  std::vector<Op> ops;
+  std::vector<asio::awaitable<Lookup>> lookups;
   std::vector<std::size_t> sent;  // op index -> query index
   for (std::size_t i = 0; i < qs.size(); ++i) {
     if (auto hit = cache_->get(qs[i].qname, cfg_.cache_ttl, now)) {
@@ -219,24 +215,20 @@ asio::awaitable<std::vector<std::optional<std::vector<IpAddr>>>> DnsblFilter::lo
       continue;
     }
     counters().lookups.inc();
-    ops.push_back(asio::co_spawn(ex, lookup_within(resolver_, qs[i].qname, deadline_), asio::deferred));
+    lookups.push_back(lookup_within(resolver_, qs[i].qname, deadline_));
     sent.push_back(i);
   }
-  if (ops.empty()) co_return out;
-  auto done = co_await asio::experimental::make_parallel_group(std::move(ops))
-                  .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-  auto& errors = std::get<1>(done);
-  auto& results = std::get<2>(done);
+  auto results = co_await gather(std::move(lookups));
   for (std::size_t k = 0; k < sent.size(); ++k) {
     const auto& q = qs[sent[k]];
-    if (errors[k] || !results[k].ok) {
+    if (!results[k] || !results[k]->ok) {
       counters().errors.inc();
       log::warning("dnsbl: lookup of " + q.qname + " failed, skipped (" +
-                   (errors[k] ? std::string("exception") : results[k].error) + ")");
+                   (results[k] ? results[k]->error : std::string("exception")) + ")");
       continue;
     }
-    cache_->put(q.qname, results[k].records, now, cfg_.cache_size);
-    out[sent[k]] = std::move(results[k].records);
+    cache_->put(q.qname, results[k]->records, now, cfg_.cache_size);
+    out[sent[k]] = std::move(results[k]->records);
   }
   co_return out;
 }
