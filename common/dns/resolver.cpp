@@ -4,6 +4,13 @@
 // ub_process(), which runs our callbacks on the same strand. Every query is
 // a coroutine on that strand too, so the ub_ctx, the per-query timers and
 // the callbacks never run concurrently although io_context has many threads.
+//
+// Answers are cached in front of all that (Impl::Cache): a profile of the
+// sender checks (bench/auth) showed each question answered from libunbound's
+// own cache still costing a strand hop, a round trip through libunbound's
+// worker thread and its pipe, and a wake-up of the reader — several context
+// switches per question, four questions per message. A hit in our cache is a
+// map lookup under a mutex on the caller's thread.
 #include "common/dns/resolver.hpp"
 
 #include <unbound.h>
@@ -16,8 +23,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -33,6 +44,7 @@ struct Counters {
   metrics::Counter& queries = metrics::counter("moat_dns_queries_total", {}, "DNS queries sent");
   metrics::Counter& tempfail = metrics::counter("moat_dns_tempfail_total", {}, "DNS queries that failed temporarily");
   metrics::Counter& timeouts = metrics::counter("moat_dns_timeouts_total", {}, "DNS queries over their deadline");
+  metrics::Counter& cache_hits = metrics::counter("moat_dns_cache_hits_total", {}, "DNS answers from the daemon's cache");
 };
 Counters& counters() {
   static Counters c;
@@ -51,6 +63,57 @@ std::string lower(std::string s) {
   for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
+
+// Answers by (name, type), each until its TTL runs out. Names compare
+// without case and without a final dot (RFC 4343), as DNS does.
+class Cache {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  std::optional<RawAnswer> get(const std::string& name, int type) {
+    const auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    auto it = map_.find(key(name, type));
+    if (it == map_.end()) return std::nullopt;
+    if (it->second.expires <= now) {
+      map_.erase(it);
+      return std::nullopt;
+    }
+    RawAnswer out = it->second.answer;
+    // What is left of the TTL, so whoever caches this in turn (SPF) stays
+    // within the record's lifetime; at least 1 while the entry is live.
+    out.ttl = static_cast<std::uint32_t>(
+        std::max<long long>(1, std::chrono::duration_cast<std::chrono::seconds>(it->second.expires - now).count()));
+    return out;
+  }
+
+  void put(const std::string& name, int type, const RawAnswer& answer) {
+    const auto ttl = std::min<std::chrono::seconds>(std::chrono::seconds(answer.ttl), kMaxCacheTtl);
+    if (ttl.count() <= 0) return;
+    const auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    if (map_.size() >= kMaxCacheEntries) {
+      std::erase_if(map_, [now](const auto& kv) { return kv.second.expires <= now; });
+      // Still full of live entries: start over rather than track ages; a
+      // miss only costs a question to libunbound, whose cache still has it.
+      if (map_.size() >= kMaxCacheEntries) map_.clear();
+    }
+    map_[key(name, type)] = Entry{answer, now + ttl};
+  }
+
+ private:
+  struct Entry {
+    RawAnswer answer;
+    Clock::time_point expires;
+  };
+  static std::string key(const std::string& name, int type) {
+    std::string k = lower(name);
+    if (!k.empty() && k.back() == '.') k.pop_back();
+    return k + "/" + std::to_string(type);
+  }
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> map_;
+};
 
 }  // namespace
 
@@ -157,6 +220,7 @@ struct Resolver::Impl : std::enable_shared_from_this<Resolver::Impl> {
     } else {
       RawAnswer ans;
       ans.nxdomain = r->nxdomain != 0 || r->rcode == kRcodeNxdomain;
+      ans.ttl = r->ttl > 0 ? static_cast<std::uint32_t>(r->ttl) : 0;
       if (r->havedata)
         for (int i = 0; r->data[i]; ++i) ans.rdata.emplace_back(r->data[i], std::size_t(r->len[i]));
       p->result = std::move(ans);
@@ -185,6 +249,7 @@ struct Resolver::Impl : std::enable_shared_from_this<Resolver::Impl> {
       co_return Error{Errc::DnsTempFail, "timeout resolving " + name};
     }
     if (!p.result) counters().tempfail.inc();
+    else cache.put(name, type, *p.result);
     co_return std::move(p.result);
   }
 
@@ -193,6 +258,7 @@ struct Resolver::Impl : std::enable_shared_from_this<Resolver::Impl> {
   config::Seconds timeout;
   ub_ctx* ctx = nullptr;
   bool ok = false;
+  Cache cache;
 };
 
 Resolver::Resolver(asio::io_context& io, const config::Dns& cfg) : impl_(std::make_shared<Impl>(io, cfg)) {
@@ -208,6 +274,10 @@ asio::awaitable<std::optional<Result<RawAnswer>>> run_opt(std::shared_ptr<Resolv
 }  // namespace
 
 asio::awaitable<Result<RawAnswer>> Resolver::query(std::string name, int rrtype) {
+  if (auto hit = impl_->cache.get(name, rrtype)) {
+    counters().cache_hits.inc();
+    co_return std::move(*hit);
+  }
   auto r = co_await asio::co_spawn(impl_->strand, run_opt(impl_, std::move(name), rrtype), asio::use_awaitable);
   co_return std::move(*r);
 }
@@ -224,6 +294,7 @@ asio::awaitable<Result<Answer<MxRecord>>> Resolver::mx(std::string name) {
   if (!raw) co_return raw.error();
   Answer<MxRecord> out;
   out.nxdomain = raw->nxdomain;
+  out.ttl = raw->ttl;
   for (const auto& rd : raw->rdata) {
     if (rd.size() < 3) continue;
     auto host = decode_name(std::string_view(rd).substr(2));
@@ -238,6 +309,7 @@ namespace {
 Answer<IpAddr> decode_addrs(const RawAnswer& raw, bool v4) {
   Answer<IpAddr> out;
   out.nxdomain = raw.nxdomain;
+  out.ttl = raw.ttl;
   for (const auto& rd : raw.rdata) {
     IpAddr ip;
     ip.v4 = v4;
@@ -273,6 +345,7 @@ asio::awaitable<Result<Answer<IpAddr>>> Resolver::a_aaaa(std::string name) {
   if (!r4 && !r6) co_return r4.error();
   Answer<IpAddr> out;
   out.nxdomain = (r4 && r4->nxdomain) || (r6 && r6->nxdomain);
+  out.ttl = r4 && r6 ? std::min(r4->ttl, r6->ttl) : r4 ? r4->ttl : r6->ttl;
   if (r4) out.records = r4->records;
   if (r6) out.records.insert(out.records.end(), r6->records.begin(), r6->records.end());
   // One family failing and the other empty is not a safe "no address".
@@ -285,6 +358,7 @@ asio::awaitable<Result<Answer<std::string>>> Resolver::txt(std::string name) {
   if (!raw) co_return raw.error();
   Answer<std::string> out;
   out.nxdomain = raw->nxdomain;
+  out.ttl = raw->ttl;
   for (const auto& rd : raw->rdata) {
     std::string s;
     std::size_t i = 0;
@@ -304,6 +378,7 @@ asio::awaitable<Result<Answer<std::string>>> Resolver::ptr(IpAddr ip) {
   if (!raw) co_return raw.error();
   Answer<std::string> out;
   out.nxdomain = raw->nxdomain;
+  out.ttl = raw->ttl;
   for (const auto& rd : raw->rdata)
     if (auto n = decode_name(rd)) out.records.push_back(std::move(*n));
   co_return out;

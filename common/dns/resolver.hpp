@@ -1,7 +1,10 @@
 // The daemon's one asynchronous DNS resolver (RFC 1035 queries through
 // libunbound): MX (RFC 5321 §5.1, RFC 7505 null MX), A/AAAA, TXT, PTR.
 // NXDOMAIN and NODATA stay apart because SPF void-lookup limits count them
-// (RFC 7208 §4.6.4); SERVFAIL and timeouts are Errc::DnsTempFail.
+// (RFC 7208 §4.6.4); SERVFAIL and timeouts are Errc::DnsTempFail. Answers
+// are kept in a small cache of the daemon's own for their TTL (RFC 1035
+// §3.2.1, RFC 2308 for negative answers), capped at kMaxCacheTtl, so a
+// repeated question costs no hop to libunbound's thread.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -31,6 +34,7 @@ template <class T>
 struct Answer {
   std::vector<T> records;
   bool nxdomain = false;
+  std::uint32_t ttl = 0;     // seconds the answer may be reused (0: not at all)
   bool nodata() const { return records.empty() && !nxdomain; }
 };
 
@@ -38,7 +42,13 @@ struct Answer {
 struct RawAnswer {
   std::vector<std::string> rdata;   // wire-format RDATA, one per record
   bool nxdomain = false;
+  std::uint32_t ttl = 0;            // libunbound's TTL of the answer (what is left of it when cached)
 };
+
+// The answer cache: entries live for min(TTL, kMaxCacheTtl); at most
+// kMaxCacheEntries. Temporary failures are never cached.
+inline constexpr std::chrono::seconds kMaxCacheTtl{600};
+inline constexpr std::size_t kMaxCacheEntries = 10000;
 
 class Resolver {
  public:
@@ -51,7 +61,8 @@ class Resolver {
   Resolver& operator=(const Resolver&) = delete;
 
   // Safe to call from any thread and coroutine; each query has the
-  // configured deadline.
+  // configured deadline. A cached answer returns without leaving the
+  // caller's thread.
   asio::awaitable<Result<Answer<MxRecord>>> mx(std::string name);
   asio::awaitable<Result<Answer<IpAddr>>> a(std::string name);
   asio::awaitable<Result<Answer<IpAddr>>> aaaa(std::string name);

@@ -1,6 +1,7 @@
 // The "dkim" filter (RFC 6376, RFC 8463, RFC 8301, RFC 8601): at end of DATA
 // it verifies every DKIM signature of inbound mail with libopendkim (keys
-// fetched first through the daemon's resolver) and signs mail from our own
+// fetched first through the daemon's resolver; plain rsa-sha256 passes are
+// confirmed first by FastPass, fastpass.hpp) and signs mail from our own
 // users and networks with the configured keys. See docs/configuration.md
 // [dkim] for the rules; symbols and default scores are in filters/scores.cpp.
 #pragma once
@@ -11,6 +12,7 @@
 
 #include "common/config.hpp"
 #include "common/net.hpp"
+#include "filters/dkim/fastpass.hpp"
 #include "filters/dkim/key.hpp"
 #include "filters/dkim/opendkim.hpp"
 #include "filters/dkim/signature.hpp"
@@ -59,6 +61,7 @@ class DkimFilter final : public Filter {
   dns::Resolver& resolver_;
   asio::thread_pool& pool_;
   std::unique_ptr<OpenDkim> lib_;
+  std::unique_ptr<FastPass> fast_;
   std::vector<SigningKey> keys_;
   std::vector<Cidr> networks_;
   unsigned max_signatures_;

@@ -57,6 +57,7 @@ class DmarcFilter final : public Filter {
  public:
   // Needs services.resolver and services.blocking.
   static Result<std::unique_ptr<Filter>> make(const config::Config& cfg, const Services& services);
+  ~DmarcFilter() override;
   std::string_view name() const override { return "dmarc"; }
   PhaseMask phases() const override { return mask(Phase::EndOfData); }
   asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
@@ -71,12 +72,15 @@ class DmarcFilter final : public Filter {
     Record record;
   };
   asio::awaitable<Fetched> fetch(std::string name);
-  asio::awaitable<void> record_report(const Outcome& o, const ScanContext& ctx);
+  void record_report(const Outcome& o, const ScanContext& ctx);
 
   dns::Resolver& resolver_;
   asio::thread_pool& blocking_;
   std::map<std::string, Policy, std::less<>> overrides_;
-  std::unique_ptr<ReportStore> reports_;  // null: reports off
+  // Shared with report writes still queued on the pool (record_report).
+  std::shared_ptr<ReportStore> reports_;  // null: reports off
+  struct InFlight;
+  std::shared_ptr<InFlight> in_flight_;
 };
 
 }  // namespace moat::filters::dmarc

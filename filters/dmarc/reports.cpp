@@ -18,6 +18,10 @@ constexpr const char* kSchema =
     " spf_domain TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (day, source_ip, header_from, policy, disposition, dkim, dkim_domains, spf, spf_domain));";
 
+constexpr const char* kInsert =
+    "INSERT INTO dmarc_rows VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,1)"
+    " ON CONFLICT DO UPDATE SET count = count + 1";
+
 Error db_error(sqlite3* db, const std::string& what) {
   return Error{Errc::IoError, what + ": " + (db ? sqlite3_errmsg(db) : "out of memory")};
 }
@@ -40,23 +44,28 @@ Result<std::unique_ptr<ReportStore>> ReportStore::open(const std::filesystem::pa
     sqlite3_close(db);
     return e;
   }
-  return std::unique_ptr<ReportStore>(new ReportStore(db));
+  sqlite3_stmt* insert = nullptr;
+  if (sqlite3_prepare_v2(db, kInsert, -1, &insert, nullptr) != SQLITE_OK) {
+    Error e = db_error(db, file.string());
+    sqlite3_close(db);
+    return e;
+  }
+  return std::unique_ptr<ReportStore>(new ReportStore(db, insert));
 }
 
-ReportStore::~ReportStore() { sqlite3_close(db_); }
+ReportStore::~ReportStore() {
+  sqlite3_finalize(insert_);
+  sqlite3_close(db_);
+}
 
 Status ReportStore::add(const ReportRow& r) {
   std::lock_guard lock(mu_);
-  static constexpr const char* kSql =
-      "INSERT INTO dmarc_rows VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,1)"
-      " ON CONFLICT DO UPDATE SET count = count + 1";
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_, kSql, -1, &st, nullptr) != SQLITE_OK) return db_error(db_, "dmarc report");
   const std::string* vals[] = {&r.day, &r.source_ip, &r.header_from, &r.policy, &r.disposition,
                                &r.dkim, &r.dkim_domains, &r.spf, &r.spf_domain};
-  for (int i = 0; i < 9; ++i) sqlite3_bind_text(st, i + 1, vals[i]->c_str(), int(vals[i]->size()), SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  for (int i = 0; i < 9; ++i)
+    sqlite3_bind_text(insert_, i + 1, vals[i]->c_str(), int(vals[i]->size()), SQLITE_TRANSIENT);
+  int rc = sqlite3_step(insert_);
+  sqlite3_reset(insert_);  // ready for the next row; bindings are all replaced then
   if (rc != SQLITE_DONE) return db_error(db_, "dmarc report");
   return {};
 }

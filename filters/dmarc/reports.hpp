@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace moat::filters::dmarc {
 
@@ -39,9 +40,10 @@ class ReportStore {
   Result<std::vector<std::pair<ReportRow, unsigned>>> rows();  // all rows, for read-outs and tests
 
  private:
-  explicit ReportStore(sqlite3* db) : db_(db) {}
+  ReportStore(sqlite3* db, sqlite3_stmt* insert) : db_(db), insert_(insert) {}
   std::mutex mu_;
   sqlite3* db_;
+  sqlite3_stmt* insert_;  // prepared once: compiling the upsert per message showed in bench/auth's profile
 };
 
 }  // namespace moat::filters::dmarc

@@ -103,14 +103,20 @@ struct Session {
   MacroValues macros;                           // d is set per record
   std::map<std::string, std::string> exp_owner; // exp= target -> the domain whose record named it
   std::optional<std::string> validated_ptr;     // %{p}, asked once
+  std::uint32_t min_ttl = kNoDnsTtl;            // Outcome::ttl
+  bool dns_failed = false;                      // some answer was a TempFail
+  bool has_macros = false;
 
-  DnsReply ask(const std::string& name, int rrtype) const {
+  DnsReply ask(const std::string& name, int rrtype) {
     if (!askable(name)) {
       DnsReply r;
       r.status = DnsReply::Status::NxDomain;  // no such name can exist
       return r;
     }
-    return (*lookup)(name, rrtype);
+    DnsReply r = (*lookup)(name, rrtype);
+    if (r.status == DnsReply::Status::TempFail) dns_failed = true;
+    else min_ttl = std::min(min_ttl, r.ttl);
+    return r;
   }
 
   // §7.3 "p": a PTR name of the client whose addresses include it; one in
@@ -221,6 +227,7 @@ SPF_dns_rr_t* layer_lookup(SPF_dns_server_t* layer, const char* domain, ns_type 
     // explanation. We expand it (libspf2's expander is buggy) and hand
     // libspf2 the result as a literal.
     if (names.size() != 1 || !printable_ascii(names[0])) return make_rr(layer, domain, type, NO_DATA);
+    if (names[0].find('%') != std::string::npos) s.has_macros = true;
     MacroValues v = s.macros;
     auto owner = s.exp_owner.find(std::string(trim_dot(name)));
     if (owner != s.exp_owner.end()) v.domain = owner->second;
@@ -276,6 +283,7 @@ SPF_errcode_t layer_get_spf(SPF_server_t* server, SPF_request_t* req, SPF_respon
   if (found.empty()) return fail(Result::None, SPF_E_NOT_SPF, "no SPF record for " + domain);
   if (found.size() > 1) return fail(Result::PermError, SPF_E_MULTIPLE_RECORDS, "more than one SPF record for " + domain);
   const std::string& text = *found.front();
+  if (text.find('%') != std::string::npos) s.has_macros = true;
   if (!printable_ascii(text)) return fail(Result::PermError, SPF_E_INVALID_CHAR, "SPF record of " + domain + " is not printable ASCII");
   MacroValues v = s.macros;
   v.domain = std::string(trim_dot(domain));
@@ -431,6 +439,8 @@ Outcome evaluate(const Query& q, const Lookup& lookup) {
   }
   out.dns_terms = std::min(s.terms, kMaxDnsTerms);
   out.void_lookups = s.voids;
+  out.ttl = s.dns_failed ? 0 : s.min_ttl;
+  out.has_macros = s.has_macros;
   if (s.abort == Abort::TooManyTerms) {
     out.result = Result::PermError;
     out.problem = "more than 10 DNS lookups (RFC 7208 section 4.6.4)";

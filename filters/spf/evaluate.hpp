@@ -33,6 +33,7 @@ struct DnsReply {
   Status status = Status::TempFail;
   std::vector<std::string> names;  // MX hosts, PTR names or TXT strings (pieces joined, §3.3), answer order
   std::vector<IpAddr> addrs;       // A / AAAA
+  std::uint32_t ttl = 0;           // seconds the answer stays valid (DNS TTL)
 };
 
 // A blocking DNS question (name, RR type number) → answer.
@@ -54,7 +55,15 @@ struct Outcome {
   std::string problem;      // why permerror/temperror/none, for logs and the header
   int dns_terms = 0;        // terms that queried DNS, includes and redirects counted
   int void_lookups = 0;
+  // How long the same query would give the same outcome: the shortest TTL
+  // of the DNS answers it rests on; 0 when a DNS question failed (never
+  // reuse), kNoDnsTtl when it asked nothing.
+  std::uint32_t ttl = 0;
+  // A record or exp= text had macros (§7): the outcome may depend on the
+  // whole sender (%{s}, %{l}), not only its domain.
+  bool has_macros = false;
 };
+inline constexpr std::uint32_t kNoDnsTtl = 0xffffffff;
 
 Outcome evaluate(const Query& q, const Lookup& lookup);
 

@@ -1,5 +1,6 @@
 // Resolver against a real unbound serving a test zone on 127.0.0.1 (no
-// outside network): MX, A, AAAA, TXT, PTR, NXDOMAIN vs NODATA, timeout.
+// outside network): MX, A, AAAA, TXT, PTR, NXDOMAIN vs NODATA, timeout, and
+// the answer cache (TTLs, keys, failures never cached).
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 
 #include "common/dns/resolver.hpp"
+#include "common/metrics.hpp"
 #include "tests/support/peers.hpp"
 #include "tests/support/run.hpp"
 
@@ -160,4 +162,52 @@ TEST_CASE("dns: a server that never answers is DnsTempFail within the timeout", 
   CHECK(ans.error().code == Errc::DnsTempFail);
   CHECK(took < std::chrono::milliseconds(2500));
   CHECK(took >= std::chrono::milliseconds(900));
+}
+
+TEST_CASE("dns: answers are cached for their TTL, failures are not", "[dns][unbound][dnscache]") {
+  test::UnboundServer srv({"cache.example.net."},
+                          {"kept.cache.example.net. 300 IN TXT \"v=DKIM1; p=abc\"",
+                           "zero.cache.example.net. 0 IN TXT \"no caching\""},
+                          {"local-zone: \"down.example.net.\" always_refuse"});
+  INFO(srv.log());
+  REQUIRE(srv.ready());
+  asio::io_context io;
+  dns::Resolver r(io, dns_cfg(srv.port()));
+  auto& hits = metrics::counter("moat_dns_cache_hits_total", {}, "DNS answers from the daemon's cache");
+  auto& queries = metrics::counter("moat_dns_queries_total", {}, "DNS queries sent");
+  auto txt = [&](const std::string& name) { return test::run_on(io, [&](auto&) { return r.txt(name); }); };
+
+  const auto h0 = hits.value();
+  auto first = txt("kept.cache.example.net");
+  REQUIRE(first);
+  CHECK(first->ttl > 0);
+  CHECK(first->ttl <= 300);
+  CHECK(hits.value() == h0);
+  // Case and a final dot do not make another name (RFC 4343).
+  auto again = txt("Kept.Cache.Example.Net.");
+  REQUIRE(again);
+  CHECK(hits.value() == h0 + 1);
+  CHECK(again->records == first->records);
+  CHECK(again->ttl > 0);
+  CHECK(again->ttl <= first->ttl);
+  // The type is part of the key.
+  auto a = test::run_on(io, [&](auto&) { return r.a("kept.cache.example.net"); });
+  REQUIRE(a);
+  CHECK(a->nodata());
+  CHECK(hits.value() == h0 + 1);
+
+  auto zero = txt("zero.cache.example.net");
+  REQUIRE(zero);
+  CHECK(zero->ttl == 0);
+  REQUIRE(txt("zero.cache.example.net"));
+  CHECK(hits.value() == h0 + 1);
+
+  const auto q0 = queries.value();
+  for (int i = 0; i < 2; ++i) {
+    auto down = txt("x.down.example.net");
+    REQUIRE_FALSE(down);
+    CHECK(down.error().code == Errc::DnsTempFail);
+  }
+  CHECK(queries.value() == q0 + 2);
+  CHECK(hits.value() == h0 + 1);
 }
