@@ -76,7 +76,9 @@ class Errors {
 template <class E>
 using Names = std::span<const std::pair<std::string_view, E>>;
 constexpr std::pair<std::string_view, ListenerMode> kModes[] = {
-    {"smtp", ListenerMode::Smtp}, {"submission", ListenerMode::Submission}, {"submissions", ListenerMode::Submissions}};
+    {"smtp", ListenerMode::Smtp}, {"submission", ListenerMode::Submission}, {"submissions", ListenerMode::Submissions},
+    {"imap", ListenerMode::Imap},   {"imaps", ListenerMode::Imaps},
+    {"pop3", ListenerMode::Pop3},   {"pop3s", ListenerMode::Pop3s}};
 constexpr std::pair<std::string_view, TlsPolicy> kTlsPolicies[] = {
     {"none", TlsPolicy::None}, {"may", TlsPolicy::May}, {"encrypt", TlsPolicy::Encrypt}};
 constexpr std::pair<std::string_view, VerifyMode> kVerifyModes[] = {
@@ -568,17 +570,47 @@ void read_scores(Section& s, Config& cfg) {
   }
 }
 
-void read_actions(Section& s, Actions& a) {
+constexpr std::pair<std::string_view, SpamHeaders> kSpamHeaders[] = {
+    {"spam", SpamHeaders::Spam}, {"all", SpamHeaders::All}, {"none", SpamHeaders::None}};
+constexpr std::pair<std::string_view, VirusAction> kVirusActions[] = {
+    {"quarantine", VirusAction::Quarantine}, {"discard", VirusAction::Discard}};
+
+// The keys of [actions] and of each [[actions.domain]] (which starts from [actions]).
+void read_action_keys(Section& s, Actions& a) {
   s.number("tag", a.tag);
   s.number("quarantine", a.quarantine);
   s.number("tempfail", a.tempfail);
   s.number("reject", a.reject);
+  s.number("discard", a.discard);
   // The prefix goes into the Subject: header, so no line breaks (header injection).
   if (s.str("subject_prefix", a.subject_prefix) &&
       (a.subject_prefix.size() > 64 ||
        std::any_of(a.subject_prefix.begin(), a.subject_prefix.end(),
                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })))
     s.error(*s.raw().get("subject_prefix"), "subject_prefix", "must be at most 64 characters without control characters");
+  s.choice("spam_headers", a.spam_headers, Names<SpamHeaders>(kSpamHeaders));
+  s.choice("virus", a.virus, Names<VirusAction>(kVirusActions));
+}
+
+void read_actions(Section& s, Config& cfg) {
+  read_action_keys(s, cfg.actions);
+  s.tables("domain", [&](Section& t) {
+    DomainActions d{{}, cfg.actions};
+    if (t.str("domain", d.domain, true)) {
+      d.domain = canonical_domain(d.domain);
+      if (!is_domain_name(d.domain)) t.error(*t.raw().get("domain"), "domain", "expected a domain name");
+      for (const auto& prev : cfg.domain_actions)
+        if (prev.domain == d.domain) t.error_here("domain '" + d.domain + "' is configured twice");
+    }
+    read_action_keys(t, d.actions);
+    cfg.domain_actions.push_back(std::move(d));
+  });
+}
+
+void read_quarantine(Section& s, Quarantine& q) {
+  s.seconds("retention", q.retention, kSecond, 10 * kYear);
+  s.seconds("rejected_retention", q.rejected_retention, Seconds{0}, 10 * kYear);
+  s.seconds("expire_interval", q.expire_interval, Seconds{0}, kDay);
 }
 
 constexpr std::pair<std::string_view, DmarcPolicy> kDmarcPolicies[] = {
@@ -663,6 +695,126 @@ void read_dkim(Section& s, Dkim& d) {
 
 void read_spf(Section& s, Spf& spf) { s.boolean("check_helo", spf.check_helo); }
 
+void read_local(Section& s, Local& l, const Relay& relay) {
+  if (const auto* n = s.get("domains"); n && s.expect(*n, "domains", toml::node_type::array, "an array of domains")) {
+    for (const auto& item : *n->as_array()) {
+      const auto* v = item.as_string();
+      std::string d = v ? canonical_domain(v->get()) : std::string();
+      if (!v || !is_domain_name(d)) {
+        s.error(item, "domains", "expected a domain name");
+        continue;
+      }
+      for (const auto& r : relay.domains)
+        if (r.name == d) s.error(item, "domains", "'" + d + "' is also a [[relay.domain]]");
+      if (std::find(l.domains.begin(), l.domains.end(), d) == l.domains.end()) l.domains.push_back(d);
+    }
+  }
+  s.boolean("compress", l.compress);
+  s.uint("compress_min", l.compress_min, 0, std::uint64_t(1) << 30);
+  s.boolean("spam_to_junk", l.spam_to_junk);
+  s.seconds("compact_interval", l.compact_interval, Seconds{10}, Seconds{7 * 86400});
+}
+
+void read_rules(Section& s, Rules& r) {
+  if (const auto* n = s.get("dirs"); n && s.expect(*n, "dirs", toml::node_type::array, "an array of folders")) {
+    for (const auto& item : *n->as_array()) {
+      const auto* v = item.as_string();
+      if (!v || v->get().empty() || v->get().find('\0') != std::string::npos)
+        s.error(item, "dirs", "expected a folder name");
+      else
+        r.dirs.emplace_back(v->get());
+    }
+  }
+  s.boolean("cache", r.cache);
+}
+
+void read_bayes(Section& s, Bayes& b) {
+  s.path("db", b.db);
+  s.uint("min_spam", b.min_spam, 1, 1000000);
+  s.uint("min_ham", b.min_ham, 1, 1000000);
+  s.boolean("per_user", b.per_user);
+  s.boolean("autolearn", b.autolearn);
+  s.number("autolearn_spam", b.autolearn_spam);
+  s.number("autolearn_ham", b.autolearn_ham);
+  if (b.autolearn_ham >= b.autolearn_spam) s.error_here("autolearn_ham must be below autolearn_spam");
+}
+
+// ---- [antivirus] and [attachments] (docs/antivirus.md) ----
+
+void read_antivirus(Section& s, Antivirus& av) {
+  s.path("socket", av.socket);
+  s.path("scand", av.scand);
+  s.boolean("supervise", av.supervise);
+  if (const auto* n = s.get("signatures"); n && s.expect(*n, "signatures", toml::node_type::array, "an array of folders")) {
+    for (const auto& item : *n->as_array()) {
+      const auto* v = item.as_string();
+      if (!v || v->get().empty()) s.error(item, "signatures", "expected a folder path");
+      else av.signatures.emplace_back(v->get());
+    }
+  }
+  std::string sys;
+  if (s.str("system_signatures", sys)) av.system_signatures = sys;  // "" turns it off
+  s.seconds("timeout", av.timeout, kSecond, Seconds{3600});
+  s.uint("threads", av.threads, 1, 64);
+  s.uint("memory", av.memory, 0, std::uint64_t(1) << 40);
+  if (av.memory != 0 && av.memory < 64 * kMiB) s.error_here("memory: must be 0 or at least 64 MiB");
+  s.str("user", av.user);
+  s.seconds("reload_check", av.reload_check, Seconds{0}, kDay);
+  s.uint("max_scan_size", av.max_scan_size, kMiB, 4 * kGiB);
+  s.uint("max_file_size", av.max_file_size, kKiB, 4 * kGiB);
+  s.uint("max_recursion", av.max_recursion, 1, 100);
+  s.uint("max_files", av.max_files, 1, 1000000);
+  if (auto d = s.duration("max_scan_time", milliseconds{100}, milliseconds{3600000})) av.max_scan_time = *d;
+  // libclamav must give up before moatd does, or a slow scan kills the scanner.
+  if (av.max_scan_time >= milliseconds(av.timeout)) s.error_here("max_scan_time must be shorter than timeout");
+}
+
+// Lower-case strings matching ok(); errors name the key.
+template <class Ok>
+void read_words(Section& s, std::string_view key, std::vector<std::string>& out, std::string_view want, Ok ok) {
+  const auto* n = s.get(key);
+  if (!n || !s.expect(*n, key, toml::node_type::array, "an array of strings")) return;
+  out.clear();
+  for (const auto& item : *n->as_array()) {
+    const auto* v = item.as_string();
+    std::string w = v ? lower(v->get()) : std::string();
+    if (!v || !ok(w)) s.error(item, key, "expected " + std::string(want));
+    else out.push_back(std::move(w));
+  }
+}
+
+void read_attachment_policy(Section& s, AttachmentPolicy& p) {
+  read_words(s, "blocked_extensions", p.blocked_extensions, "a file extension without the dot, like \"exe\"",
+             [](const std::string& w) {
+               return !w.empty() && w.size() <= 32 && w[0] != '.' &&
+                      std::all_of(w.begin(), w.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; });
+             });
+  read_words(s, "blocked_types", p.blocked_types, "a MIME type like \"application/x-dosexec\"", [](const std::string& w) {
+    auto slash = w.find('/');
+    return slash != std::string::npos && slash > 0 && slash + 1 < w.size() && w.size() <= 128 &&
+           std::all_of(w.begin(), w.end(), [](char c) { return std::isgraph(static_cast<unsigned char>(c)); });
+  });
+  s.boolean("block_encrypted", p.block_encrypted);
+  s.boolean("block_double_extension", p.block_double_extension);
+}
+
+void read_attachments(Section& s, Attachments& a) {
+  read_attachment_policy(s, a.policy);
+  s.uint("archive_depth", a.archive_depth, 0, 10);
+  s.uint("max_archive_entries", a.max_archive_entries, 1, 100000);
+  s.tables("domain", [&](Section& t) {
+    AttachmentDomain d{{}, a.policy};
+    if (t.str("name", d.name, true)) {
+      d.name = canonical_domain(d.name);
+      if (!is_domain_name(d.name)) t.error(*t.raw().get("name"), "name", "expected a domain name");
+      for (const auto& prev : a.domains)
+        if (prev.name == d.name) t.error_here("domain '" + d.name + "' is configured twice");
+    }
+    read_attachment_policy(t, d.policy);
+    a.domains.push_back(std::move(d));
+  });
+}
+
 // Relative paths resolve against the config file's folder, so a config works
 // wherever it is started from; then defaults hang off data_dir.
 void resolve_paths(Config& cfg, const fs::path& name) {
@@ -674,7 +826,13 @@ void resolve_paths(Config& cfg, const fs::path& name) {
   cfg.tls.cert = cfg.tls.cert.empty() ? cfg.tls_dir() / "cert.pem" : resolve(cfg.tls.cert);
   cfg.tls.key = cfg.tls.key.empty() ? cfg.tls_dir() / "key.pem" : resolve(cfg.tls.key);
   if (!cfg.arc.key.empty()) cfg.arc.key = resolve(cfg.arc.key);
+  cfg.bayes.db = cfg.bayes.db.empty() ? cfg.server.data_dir / "db" / "bayes.sqlite" : resolve(cfg.bayes.db);
   for (auto& k : cfg.dkim.sign) k.key = resolve(k.key);
+  for (auto& d : cfg.rules.dirs) d = resolve(d);
+  auto& av = cfg.antivirus;
+  av.socket = av.socket.empty() ? cfg.server.data_dir / "run" / "moat-scand.sock" : resolve(av.socket);
+  if (!av.scand.empty()) av.scand = resolve(av.scand);
+  for (auto& d : av.signatures) d = resolve(d);
   cfg.server.control_socket = cfg.server.control_socket.empty() ? cfg.server.data_dir / "run" / "moatd.sock"
                                                                 : resolve(cfg.server.control_socket);
 }
@@ -704,11 +862,17 @@ void read_root(const toml::table& root, Config& cfg, Errors& errs) {
       if (!filters::is_opt_in_filter(k)) cfg.filters.push_back(Filter{std::string(k)});
   }
   s.table("scores", [&](Section& t) { read_scores(t, cfg); });
-  s.table("actions", [&](Section& t) { read_actions(t, cfg.actions); });
+  s.table("actions", [&](Section& t) { read_actions(t, cfg); });
+  s.table("quarantine", [&](Section& t) { read_quarantine(t, cfg.quarantine); });
   s.table("dmarc", [&](Section& t) { read_dmarc(t, cfg.dmarc); });
   s.table("arc", [&](Section& t) { read_arc(t, cfg.arc); });
   s.table("spf", [&](Section& t) { read_spf(t, cfg.spf); });
+  s.table("local", [&](Section& t) { read_local(t, cfg.local, cfg.relay); });
+  s.table("bayes", [&](Section& t) { read_bayes(t, cfg.bayes); });
   s.table("dkim", [&](Section& t) { read_dkim(t, cfg.dkim); });
+  s.table("antivirus", [&](Section& t) { read_antivirus(t, cfg.antivirus); });
+  s.table("attachments", [&](Section& t) { read_attachments(t, cfg.attachments); });
+  s.table("rules", [&](Section& t) { read_rules(t, cfg.rules); });
   s.finish();
 }
 
@@ -790,6 +954,40 @@ void render_reputation(std::ostringstream& o, const Config& c) {
   o << "max_entries = " << r.max_entries << "\nwhitelist = " << cidr_list(r.whitelist) << "\n";
 }
 
+std::string word_list(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + quote(v[i]);
+  return out + "]";
+}
+
+void render_policy(std::ostringstream& o, const AttachmentPolicy& p) {
+  o << "blocked_extensions = " << word_list(p.blocked_extensions) << "\nblocked_types = " << word_list(p.blocked_types)
+    << "\nblock_encrypted = " << (p.block_encrypted ? "true" : "false")
+    << "\nblock_double_extension = " << (p.block_double_extension ? "true" : "false") << "\n";
+}
+
+void render_content(std::ostringstream& o, const Config& c) {
+  const auto& av = c.antivirus;
+  o << "\n[antivirus]\nsocket = " << quote(av.socket.string()) << "\n";
+  if (!av.scand.empty()) o << "scand = " << quote(av.scand.string()) << "\n";
+  o << "supervise = " << (av.supervise ? "true" : "false") << "\nsignatures = [";
+  for (std::size_t i = 0; i < av.signatures.size(); ++i) o << (i ? ", " : "") << quote(av.signatures[i].string());
+  o << "]\nsystem_signatures = " << quote(av.system_signatures.string()) << "\ntimeout = " << dur(av.timeout)
+    << "\nthreads = " << av.threads << "\nmemory = " << av.memory << "\n";
+  if (!av.user.empty()) o << "user = " << quote(av.user) << "\n";
+  o << "reload_check = " << dur(av.reload_check) << "\nmax_scan_size = " << av.max_scan_size
+    << "\nmax_file_size = " << av.max_file_size << "\nmax_recursion = " << av.max_recursion
+    << "\nmax_files = " << av.max_files << "\nmax_scan_time = " << dur_ms(av.max_scan_time) << "\n";
+  const auto& at = c.attachments;
+  o << "\n[attachments]\n";
+  render_policy(o, at.policy);
+  o << "archive_depth = " << at.archive_depth << "\nmax_archive_entries = " << at.max_archive_entries << "\n";
+  for (const auto& d : at.domains) {
+    o << "\n[[attachments.domain]]\nname = " << quote(d.name) << "\n";
+    render_policy(o, d.policy);
+  }
+}
+
 }  // namespace
 
 // ---- public helpers ----
@@ -847,11 +1045,37 @@ bool is_domain_name(std::string_view s) {
   return true;
 }
 
+bool Config::local_domain(std::string_view domain) const {
+  auto key = canonical_domain(domain);
+  return std::find(local.domains.begin(), local.domains.end(), key) != local.domains.end();
+}
+
 const RelayDomain* Config::relay_domain(std::string_view domain) const {
   auto key = canonical_domain(domain);
   for (const auto& d : relay.domains)
     if (d.name == key) return &d;
   return nullptr;
+}
+
+const AttachmentPolicy& Attachments::for_domain(std::string_view domain) const {
+  auto key = canonical_domain(domain);
+  for (const auto& d : domains)
+    if (d.name == key) return d.policy;
+  return policy;
+}
+
+// Windows executables and scripts, installers, shortcuts and disk images:
+// what mail-borne malware arrives as (Microsoft's Outlook Level1 list, trimmed).
+std::vector<std::string> default_blocked_extensions() {
+  return {"ade", "adp", "app", "bat", "chm", "cmd", "com", "cpl", "exe", "hta", "img", "inf", "ins",
+          "iso", "isp", "jar", "js", "jse", "lnk", "msc", "msi", "msp", "mst", "pif", "ps1", "reg",
+          "scr", "sct", "shb", "shs", "vb", "vbe", "vbs", "vhd", "vhdx", "ws", "wsc", "wsf", "wsh"};
+}
+
+// True types (libmagic) that are executables whatever their name says.
+std::vector<std::string> default_blocked_types() {
+  return {"application/vnd.microsoft.portable-executable", "application/x-dosexec", "application/x-msdownload",
+          "application/x-ms-shortcut", "application/x-msi"};
 }
 
 const Filter* Config::filter(std::string_view name) const {
@@ -863,6 +1087,8 @@ const Filter* Config::filter(std::string_view name) const {
 Result<Snapshot> parse(std::string_view text, const fs::path& name) {
   Errors errs(name.string());
   auto cfg = std::make_shared<Config>();
+  cfg->attachments.policy.blocked_extensions = default_blocked_extensions();
+  cfg->attachments.policy.blocked_types = default_blocked_types();
   try {
     toml::table root = toml::parse(text, name.string());
     read_root(root, *cfg, errs);
@@ -884,6 +1110,15 @@ Result<Snapshot> load(const fs::path& file) {
   buf << in.rdbuf();
   if (in.bad()) return Error{Errc::IoError, file.string() + ": read error"};
   return parse(buf.str(), file);
+}
+
+static void render_actions(std::ostream& o, const Actions& a) {
+  o << "tag = " << num(a.tag) << "\nquarantine = " << num(a.quarantine) << "\ntempfail = " << num(a.tempfail)
+    << "\nreject = " << num(a.reject) << "\ndiscard = " << num(a.discard) << "\n";
+  // Always written: an empty prefix in [[actions.domain]] overrides [actions].
+  o << "subject_prefix = " << quote(a.subject_prefix) << "\n";
+  o << "spam_headers = " << name_of(a.spam_headers, kSpamHeaders) << "\nvirus = " << name_of(a.virus, kVirusActions)
+    << "\n";
 }
 
 std::string to_toml(const Config& c) {
@@ -945,10 +1180,15 @@ std::string to_toml(const Config& c) {
       << "\n";
   o << "\n[scores]\n";
   for (const auto& [sym, score] : c.scores) o << sym << " = " << num(score) << "\n";
-  const auto& a = c.actions;
-  o << "\n[actions]\ntag = " << num(a.tag) << "\nquarantine = " << num(a.quarantine) << "\ntempfail = "
-    << num(a.tempfail) << "\nreject = " << num(a.reject) << "\n";
-  if (!a.subject_prefix.empty()) o << "subject_prefix = " << quote(a.subject_prefix) << "\n";
+  o << "\n[actions]\n";
+  render_actions(o, c.actions);
+  for (const auto& d : c.domain_actions) {
+    o << "\n[[actions.domain]]\ndomain = " << quote(d.domain) << "\n";
+    render_actions(o, d.actions);
+  }
+  const auto& qr = c.quarantine;
+  o << "\n[quarantine]\nretention = " << dur(qr.retention) << "\nrejected_retention = " << dur(qr.rejected_retention)
+    << "\nexpire_interval = " << dur(qr.expire_interval) << "\n";
   o << "\n[dmarc]\nreports = " << (c.dmarc.reports ? "true" : "false") << "\n";
   for (const auto& d : c.dmarc.overrides)
     o << "\n[[dmarc.override]]\ndomain = " << quote(d.domain) << "\npolicy = " << name_of(d.policy, kDmarcPolicies)
@@ -957,6 +1197,15 @@ std::string to_toml(const Config& c) {
     o << "\n[arc]\ndomain = " << quote(c.arc.domain) << "\nselector = " << quote(c.arc.selector)
       << "\nkey = " << quote(c.arc.key.string()) << "\n";
   o << "\n[spf]\ncheck_helo = " << (c.spf.check_helo ? "true" : "false") << "\n";
+  o << "\n[local]\ndomains = [";
+  for (std::size_t i = 0; i < c.local.domains.size(); ++i) o << (i ? ", " : "") << quote(c.local.domains[i]);
+  o << "]\ncompress = " << (c.local.compress ? "true" : "false") << "\ncompress_min = " << c.local.compress_min
+    << "\nspam_to_junk = " << (c.local.spam_to_junk ? "true" : "false")
+    << "\ncompact_interval = " << dur(c.local.compact_interval) << "\n";
+  const auto& by = c.bayes;
+  o << "\n[bayes]\ndb = " << quote(by.db.string()) << "\nmin_spam = " << by.min_spam << "\nmin_ham = " << by.min_ham
+    << "\nper_user = " << (by.per_user ? "true" : "false") << "\nautolearn = " << (by.autolearn ? "true" : "false")
+    << "\nautolearn_spam = " << num(by.autolearn_spam) << "\nautolearn_ham = " << num(by.autolearn_ham) << "\n";
   const auto& dk = c.dkim;
   o << "\n[dkim]\nmax_signatures = " << dk.max_signatures << "\nmin_key_bits = " << dk.min_key_bits
     << "\nallow_sha1 = " << (dk.allow_sha1 ? "true" : "false") << "\n";
@@ -968,6 +1217,14 @@ std::string to_toml(const Config& c) {
   for (const auto& k : dk.sign)
     o << "\n[[dkim.sign]]\ndomain = " << quote(k.domain) << "\nselector = " << quote(k.selector)
       << "\nkey = " << quote(k.key.string()) << "\n";
+  render_content(o, c);
+  o << "\n[rules]\n";
+  if (!c.rules.dirs.empty()) {
+    o << "dirs = [";
+    for (std::size_t i = 0; i < c.rules.dirs.size(); ++i) o << (i ? ", " : "") << quote(c.rules.dirs[i].string());
+    o << "]\n";
+  }
+  o << "cache = " << (c.rules.cache ? "true" : "false") << "\n";
   return o.str();
 }
 

@@ -23,6 +23,10 @@ enum class ListenerMode {
   Smtp,         // port 25 style: STARTTLS offered, AUTH only after TLS
   Submission,   // 587 style: STARTTLS + AUTH required before MAIL
   Submissions,  // 465 style: implicit TLS, AUTH required
+  Imap,         // 143 style: STARTTLS offered, login only after TLS (store/imap)
+  Imaps,        // 993 style: implicit TLS (RFC 8314)
+  Pop3,         // 110 style: STLS offered, login only after TLS (store/pop3)
+  Pop3s,        // 995 style: implicit TLS (RFC 8314)
 };
 
 struct Listener {
@@ -150,12 +154,36 @@ struct Filter {
   FailMode fail = FailMode::Closed;
 };
 
+// Which messages get X-Spam-Flag/-Score/-Symbols (filters/policy.hpp).
+enum class SpamHeaders { Spam, All, None };   // Spam: Tag and Quarantine only
+// What a message with a virus symbol (VIRUS_*) gets instead of a Reject:
+// viruses are never bounced (SECURITY.md promise 4), so no 5xx that makes a
+// relaying client write a bounce to a forged sender.
+enum class VirusAction { Quarantine, Discard };
+
 struct Actions {                           // score thresholds (Rspamd actions.conf)
   double tag = 5.0;
   double quarantine = 10.0;
   double tempfail = 1e9;                   // disabled unless configured
   double reject = 15.0;
+  double discard = 1e9;                    // accept and drop silently; disabled unless configured
   std::string subject_prefix;              // optional "[SPAM] " on tag
+  SpamHeaders spam_headers = SpamHeaders::Spam;
+  VirusAction virus = VirusAction::Quarantine;
+};
+
+// [[actions.domain]]: the thresholds for mail to one recipient domain; keys
+// not given there are the [actions] ones (docs/quarantine.md).
+struct DomainActions {
+  std::string domain;                      // lower case; subdomains not included
+  Actions actions;
+};
+
+// [quarantine] (quarantine/): held messages and the copies of rejected ones.
+struct Quarantine {
+  Seconds retention{30 * 86400};           // quarantined messages are expired after this
+  Seconds rejected_retention{7 * 86400};   // copies of rejected messages; 0: not kept
+  Seconds expire_interval{3600};           // how often moatd expires; 0: only `moatctl quarantine expire`
 };
 
 struct Server {
@@ -210,6 +238,80 @@ struct Spf {
   bool check_helo = false;
 };
 
+// [bayes] (filters/bayes, docs/bayes.md): the token store and when the
+// classifier speaks. Until min_spam spam and min_ham ham are learned it adds
+// no symbol (SpamAssassin's bayes_min_spam_num / bayes_min_ham_num).
+struct Bayes {
+  std::filesystem::path db;                // default data_dir/db/bayes.sqlite
+  unsigned min_spam = 200;
+  unsigned min_ham = 200;
+  bool per_user = false;                   // mail to one recipient uses that user's tokens once trained
+  bool autolearn = false;                  // learn from the other filters' verdicts (safeguards in docs/bayes.md)
+  double autolearn_spam = 12;              // learn as spam when the other symbols sum to at least this
+  double autolearn_ham = -1;               // learn as ham when they sum to at most this
+};
+
+// [antivirus] (filters/antivirus, tools/moat-scand.cpp, docs/antivirus.md).
+// The max_* keys are libclamav's limits; the rest of CL_ENGINE_MAX_* is set
+// to clamd's defaults in signatures/engine.hpp.
+struct Antivirus {
+  std::filesystem::path socket;            // default data_dir/run/moat-scand.sock
+  std::filesystem::path scand;             // moat-scand binary; default: beside moatd
+  bool supervise = true;                   // moatd starts moat-scand and restarts it when it dies
+  std::vector<std::filesystem::path> signatures;  // our database folders (relative to the config file)
+  std::filesystem::path system_signatures = "/var/lib/clamav";  // loaded too when it holds databases
+  Seconds timeout{30};                     // one scan as moatd waits for it; then 451 and a restart
+  unsigned threads = 2;                    // moat-scand scan workers
+  std::uint64_t memory = 2ull << 30;       // moat-scand address-space cap (RLIMIT_AS); 0: none
+  std::string user;                        // moat-scand runs as; default server.user, else "nobody"
+  Seconds reload_check{60};                // database change check; 0: SIGHUP only
+  std::uint64_t max_scan_size = 100u << 20;
+  std::uint64_t max_file_size = 25u << 20;
+  unsigned max_recursion = 17;
+  unsigned max_files = 10000;
+  std::chrono::milliseconds max_scan_time{20000};
+};
+
+// [attachments] (filters/attachments): what may not be attached. The global
+// policy applies unless a [[attachments.domain]] for the recipient's domain
+// replaces some of its keys.
+struct AttachmentPolicy {
+  std::vector<std::string> blocked_extensions;  // lower case, no dot
+  std::vector<std::string> blocked_types;       // MIME types as libmagic names them
+  bool block_encrypted = true;                  // encrypted archives (contents unscannable)
+  bool block_double_extension = true;           // "invoice.pdf.exe"
+};
+struct AttachmentDomain {
+  std::string name;                             // recipient domain, lower case
+  AttachmentPolicy policy;
+};
+struct Attachments {
+  AttachmentPolicy policy;
+  std::vector<AttachmentDomain> domains;
+  unsigned archive_depth = 3;                   // archives inside archives looked into
+  unsigned max_archive_entries = 1000;          // per archive; more is ATTACHMENT_ARCHIVE_LIMIT
+  const AttachmentPolicy& for_domain(std::string_view domain) const;  // case-insensitive
+};
+std::vector<std::string> default_blocked_extensions();
+std::vector<std::string> default_blocked_types();
+
+// [rules] (rules/, filters/rules; docs/rules.md): rule and score files.
+struct Rules {
+  std::vector<std::filesystem::path> dirs; // folders of *.rules and *.scores, read in name order; empty: the default set
+  bool cache = true;                       // keep compiled databases in data_dir/rules-cache
+};
+
+// [local] (store/, docs/store.md): domains whose mail moat keeps in its own
+// mailbox store. `moatctl domain add` adds more at run time (in the user
+// database); these are the ones fixed in the file.
+struct Local {
+  std::vector<std::string> domains;        // lower case, no trailing dot; never also a relay domain
+  bool compress = true;                    // zstd for message bodies of at least compress_min bytes
+  std::size_t compress_min = 4096;
+  bool spam_to_junk = true;                // messages the policy tagged (X-Spam-Flag: YES) go to Junk
+  Seconds compact_interval{3600};          // index compaction and body sweep
+};
+
 struct Config {
   std::filesystem::path source;            // the file it came from
   Server server;
@@ -225,16 +327,27 @@ struct Config {
   std::vector<Filter> filters;
   std::vector<std::pair<std::string, double>> scores;  // symbol -> score overrides
   Actions actions;
+  std::vector<DomainActions> domain_actions;
+  Quarantine quarantine;
   Dmarc dmarc;
   Arc arc;
   Spf spf;
   Dkim dkim;
+  Bayes bayes;
+  Antivirus antivirus;
+  Attachments attachments;
+  Rules rules;
+  Local local;
 
   // data_dir-relative helpers
   std::filesystem::path spool_dir() const { return server.data_dir / "spool"; }
   std::filesystem::path db_path() const { return server.data_dir / "db" / "moat.sqlite"; }
   std::filesystem::path tls_dir() const { return server.data_dir / "tls"; }
+  std::filesystem::path quarantine_dir() const { return server.data_dir / "quarantine"; }
+  std::filesystem::path quarantine_db() const { return server.data_dir / "db" / "quarantine.sqlite"; }
   const RelayDomain* relay_domain(std::string_view domain) const;  // case-insensitive
+  bool local_domain(std::string_view domain) const;                // [local] domains, case-insensitive
+  std::filesystem::path store_dir() const { return server.data_dir / "store"; }
   const Filter* filter(std::string_view name) const;
 };
 

@@ -31,6 +31,7 @@ constexpr std::array kTable{
     Row{Errc::Greylisted, "greylisted", {451, "4.7.1", "Greylisted, please try again later"}},
     Row{Errc::MessageRateLimited, "message_rate_limited", {451, "4.7.1", "Rate limit exceeded, try again later"}},
     Row{Errc::ConnectTempFail, "connect_temp_fail", {421, "4.7.0", "Service temporarily unavailable, closing connection"}},
+    Row{Errc::MailboxFull, "mailbox_full", {452, "4.2.2", "Mailbox full"}},
     Row{Errc::TempLast_, "temp_last", {451, "4.3.0", "Temporary failure"}},
     Row{Errc::SyntaxError, "syntax_error", {500, "5.5.2", "Syntax error"}},
     Row{Errc::ParamSyntax, "param_syntax", {501, "5.5.4", "Syntax error in parameters or arguments"}},

@@ -30,6 +30,7 @@ enum class Errc : std::uint16_t {
   Greylisted,          // first attempt of an unknown triplet (greylisting)
   MessageRateLimited,  // message / recipient rate of a client or user exceeded
   ConnectTempFail,     // a connect-phase check could not decide or deferred: 421 instead of the banner
+  MailboxFull,         // a local user is over quota (RFC 3463 4.2.2)
   TempLast_,           // marker: everything below is temporary
 
   // --- permanent: 5xx, the client must not retry unchanged ---

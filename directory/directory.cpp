@@ -63,6 +63,22 @@ Result<bool> Directory::authenticate_blocking(const std::string& user, const std
   return r;
 }
 
+Result<std::vector<LocalUser>> Directory::resolve_blocking(const std::string& address) {
+  auto db = acquire();
+  if (!db) return db.error();
+  auto r = (*db)->resolve(address);
+  if (r) release(std::move(*db));
+  return r;
+}
+
+Result<std::vector<std::string>> Directory::domains_blocking() {
+  auto db = acquire();
+  if (!db) return db.error();
+  auto r = (*db)->domains();
+  if (r) release(std::move(*db));
+  return r;
+}
+
 asio::awaitable<Result<bool>> Directory::authenticate(std::string user, std::string password) {
   co_return co_await run_blocking(pool_, [this, &user, &password] { return authenticate_blocking(user, password); });
 }

@@ -32,6 +32,11 @@ class Directory {
   // The blocking half, for callers already on a worker thread.
   Result<bool> authenticate_blocking(const std::string& user, const std::string& password);
 
+  // Local delivery (store/, gateway/queue/local.*); blocking, call them on
+  // the pool. Same fail-closed rule: errors are DirectoryUnavailable.
+  Result<std::vector<LocalUser>> resolve_blocking(const std::string& address);
+  Result<std::vector<std::string>> domains_blocking();
+
  private:
   // SQLite connections must not be used by two threads at once: each call
   // borrows one from this free list (or opens one) and gives it back.

@@ -7,10 +7,12 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <ctime>
 #include <system_error>
 
+#include "common/text.hpp"
 #include "directory/password.hpp"
 
 namespace moat::directory {
@@ -26,6 +28,17 @@ constexpr std::array<const char*, UserDb::kSchemaVersion> kMigrations{
     "  hash TEXT NOT NULL,"
     "  created INTEGER NOT NULL,"
     "  disabled INTEGER NOT NULL DEFAULT 0"
+    ");",
+    // 1 -> 2: quotas, local domains, aliases and catch-alls (issue 5).
+    "ALTER TABLE users ADD COLUMN quota INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE domains ("
+    "  name TEXT PRIMARY KEY COLLATE NOCASE,"
+    "  created INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE aliases ("
+    "  address TEXT NOT NULL COLLATE NOCASE,"
+    "  target TEXT NOT NULL COLLATE NOCASE,"
+    "  PRIMARY KEY (address, target)"
     ");",
 };
 
@@ -152,10 +165,11 @@ Status UserDb::insert(std::string_view name, const std::string& hash) {
   return {};
 }
 
-Status UserDb::update_where_name(const char* sql, std::string_view name, const std::string* text, int number) {
+Status UserDb::update_where_name(const char* sql, std::string_view name, const std::string* text,
+                                 std::int64_t number) {
   Stmt s(db_, sql);
   if (text != nullptr) s.bind(1, *text);
-  else s.bind(1, static_cast<std::int64_t>(number));
+  else s.bind(1, number);
   s.bind(2, name);
   if (s.step() != SQLITE_DONE) return db_error(db_, "update user");
   if (sqlite3_changes(db_) == 0) return {Errc::NotFound, "no such user: " + std::string(name)};
@@ -200,11 +214,12 @@ Status UserDb::remove(std::string_view name) {
 }
 
 Result<std::vector<User>> UserDb::list() {
-  Stmt s(db_, "SELECT name, created, disabled, hash FROM users ORDER BY name");
+  Stmt s(db_, "SELECT name, created, disabled, hash, quota FROM users ORDER BY name");
   std::vector<User> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back({s.text(0), s.integer(1), s.integer(2) != 0, std::string(scheme_name(scheme_of(s.text(3))))});
+    out.push_back({s.text(0), s.integer(1), s.integer(2) != 0, std::string(scheme_name(scheme_of(s.text(3)))),
+                   static_cast<std::uint64_t>(std::max<std::int64_t>(s.integer(4), 0))});
   if (rc != SQLITE_DONE) return db_error(db_, "list users");
   return out;
 }
@@ -233,6 +248,169 @@ Result<bool> UserDb::verify(std::string_view name, std::string_view password) {
   // A disabled user still pays for the check: same timing as any other failure.
   bool match = verify_password(hash, password);
   return match && !disabled;
+}
+
+// ------------------------------------------------------------ local delivery
+
+namespace {
+
+// "local@domain" with a domain name, or "@domain" (catch-all).
+Status validate_alias_address(std::string_view a) {
+  auto at = a.rfind('@');
+  if (at == std::string_view::npos || at + 1 >= a.size() || a.size() > kMaxNameBytes)
+    return {Errc::Invalid, "alias address must be local@domain or @domain"};
+  for (char c : a)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) return {Errc::Invalid, "alias address contains a control character or space"};
+  return {};
+}
+
+Status validate_domain(std::string_view d) {
+  if (d.empty() || d.size() > 253 || d.front() == '.' || d.front() == '-') return {Errc::Invalid, "bad domain name"};
+  for (char c : d)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+      return {Errc::Invalid, "bad domain name: " + std::string(d)};
+  return {};
+}
+
+}  // namespace
+
+Status UserDb::set_quota(std::string_view name, std::uint64_t bytes) {
+  if (auto st = validate_name(name); !st) return st;
+  if (bytes > std::uint64_t(INT64_MAX)) return {Errc::Invalid, "quota too large"};
+  return update_where_name("UPDATE users SET quota = ?1 WHERE name = ?2", name, nullptr, std::int64_t(bytes));
+}
+
+Result<std::optional<LocalUser>> UserDb::find_user(std::string_view name) {
+  Stmt s(db_, "SELECT name, quota FROM users WHERE name = ?1");
+  s.bind(1, name);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<LocalUser>();
+  if (rc != SQLITE_ROW) return db_error(db_, "look up user");
+  return std::optional<LocalUser>(LocalUser{s.text(0), static_cast<std::uint64_t>(std::max<std::int64_t>(s.integer(1), 0))});
+}
+
+Result<bool> UserDb::user_exists(std::string_view name) {
+  auto u = find_user(name);
+  if (!u) return u.error();
+  return u->has_value();
+}
+
+Status UserDb::add_domain(std::string_view domain) {
+  if (auto st = validate_domain(domain); !st) return st;
+  Stmt s(db_, "INSERT INTO domains(name, created) VALUES(lower(?1), ?2)");
+  s.bind(1, domain);
+  s.bind(2, static_cast<std::int64_t>(std::time(nullptr)));
+  int rc = s.step();
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+    return {Errc::Invalid, "domain " + std::string(domain) + " already exists"};
+  if (rc != SQLITE_DONE) return db_error(db_, "add domain");
+  return {};
+}
+
+Status UserDb::remove_domain(std::string_view domain) {
+  Stmt s(db_, "DELETE FROM domains WHERE name = ?1");
+  s.bind(1, domain);
+  if (s.step() != SQLITE_DONE) return db_error(db_, "delete domain");
+  if (sqlite3_changes(db_) == 0) return {Errc::NotFound, "no such domain: " + std::string(domain)};
+  return {};
+}
+
+Result<std::vector<std::string>> UserDb::domains() {
+  Stmt s(db_, "SELECT name FROM domains ORDER BY name");
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(s.text(0));
+  if (rc != SQLITE_DONE) return db_error(db_, "list domains");
+  return out;
+}
+
+Status UserDb::add_alias(std::string_view address, std::string_view target) {
+  if (auto st = validate_alias_address(address); !st) return st;
+  if (auto st = validate_name(target); !st) return st;
+  if (iequals(address, target)) return {Errc::Invalid, "an alias cannot point to itself"};
+  Stmt s(db_, "INSERT INTO aliases(address, target) VALUES(?1, ?2)");
+  s.bind(1, address);
+  s.bind(2, target);
+  int rc = s.step();
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+    return {Errc::Invalid, "alias " + std::string(address) + " -> " + std::string(target) + " already exists"};
+  if (rc != SQLITE_DONE) return db_error(db_, "add alias");
+  return {};
+}
+
+Status UserDb::remove_alias(std::string_view address, std::string_view target) {
+  Stmt s(db_, target.empty() ? "DELETE FROM aliases WHERE address = ?1" : "DELETE FROM aliases WHERE address = ?1 AND target = ?2");
+  s.bind(1, address);
+  if (!target.empty()) s.bind(2, target);
+  if (s.step() != SQLITE_DONE) return db_error(db_, "delete alias");
+  if (sqlite3_changes(db_) == 0) return {Errc::NotFound, "no such alias: " + std::string(address)};
+  return {};
+}
+
+Result<std::vector<Alias>> UserDb::aliases() {
+  Stmt s(db_, "SELECT address, target FROM aliases ORDER BY address, target");
+  std::vector<Alias> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back({s.text(0), s.text(1)});
+  if (rc != SQLITE_DONE) return db_error(db_, "list aliases");
+  return out;
+}
+
+Status UserDb::expand(std::string_view address, unsigned depth, std::vector<LocalUser>& out) {
+  if (depth > kMaxAliasDepth || out.size() >= kMaxAliasTargets) return {};
+  auto add = [&](LocalUser u) {
+    for (const auto& o : out)
+      if (iequals(o.name, u.name)) return;
+    out.push_back(std::move(u));
+  };
+  auto user = find_user(address);
+  if (!user) return user.error();
+  if (*user) {
+    add(**user);
+    return {};
+  }
+  std::vector<std::string> targets;
+  {
+    Stmt s(db_, "SELECT target FROM aliases WHERE address = ?1 ORDER BY target");
+    s.bind(1, address);
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) targets.push_back(s.text(0));
+    if (rc != SQLITE_DONE) return db_error(db_, "look up alias");
+  }
+  for (const auto& t : targets)
+    if (auto st = expand(t, depth + 1, out); !st) return st;
+  if (!targets.empty()) return {};
+  auto at = address.rfind('@');
+  if (at == std::string_view::npos || at == 0) return {};
+  auto local = address.substr(0, at);
+  auto domain = address.substr(at);  // "@example.org"
+  if (auto plus = local.find('+'); plus != std::string_view::npos && plus > 0) {
+    const auto before = out.size();
+    if (auto st = expand(std::string(local.substr(0, plus)) + std::string(domain), depth + 1, out); !st) return st;
+    if (out.size() > before) return {};
+  }
+  auto plain = find_user(local);
+  if (!plain) return plain.error();
+  if (*plain) {
+    add(**plain);
+    return {};
+  }
+  if (depth > 0) return {};  // catch-alls apply to the address as received only
+  Stmt s(db_, "SELECT target FROM aliases WHERE address = ?1 ORDER BY target");
+  s.bind(1, domain);
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) targets.push_back(s.text(0));
+  if (rc != SQLITE_DONE) return db_error(db_, "look up catch-all");
+  for (const auto& t : targets)
+    if (auto st = expand(t, 1, out); !st) return st;
+  return {};
+}
+
+Result<std::vector<LocalUser>> UserDb::resolve(std::string_view address) {
+  std::vector<LocalUser> out;
+  if (address.empty() || address.size() > kMaxNameBytes) return out;
+  if (auto st = expand(address, 0, out); !st) return st.error();
+  return out;
 }
 
 }  // namespace moat::directory

@@ -1,12 +1,13 @@
 // moat's own user database: one SQLite file (config db_path(), WAL mode),
-// schema versioned with PRAGMA user_version so later tables (domains,
-// aliases, quotas) arrive as numbered migrations. Blocking: call it from a
-// thread pool (see directory.hpp), never from an I/O thread.
+// schema versioned with PRAGMA user_version (numbered migrations): users
+// with quotas, local domains, aliases and catch-alls ("@domain"). Blocking:
+// call it from a thread pool (see directory.hpp), never from an I/O thread.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +23,24 @@ struct User {
   std::int64_t created = 0;  // Unix seconds
   bool disabled = false;
   std::string scheme;        // "argon2id", "bcrypt", "sha512-crypt"
+  std::uint64_t quota = 0;   // bytes in the mailbox store; 0: no limit
 };
+
+// An alias sends mail for `address` ("sales@example.org", or "@example.org"
+// for a catch-all) to `target` (a user, or another alias).
+struct Alias {
+  std::string address;
+  std::string target;
+};
+
+// A user a local address delivers to.
+struct LocalUser {
+  std::string name;
+  std::uint64_t quota = 0;
+};
+
+constexpr unsigned kMaxAliasDepth = 8;  // alias → alias → ... (loops end here)
+constexpr std::size_t kMaxAliasTargets = 1000;
 
 class UserDb {
  public:
@@ -44,13 +62,35 @@ class UserDb {
   // users cost one dummy argon2id check so timing does not tell them apart.
   Result<bool> verify(std::string_view name, std::string_view password);
 
-  static constexpr int kSchemaVersion = 1;
+  Status set_quota(std::string_view name, std::uint64_t bytes);
+  Result<bool> user_exists(std::string_view name);
+
+  // Local domains added at run time (moatctl domain); [local] domains in the
+  // config file are the others.
+  Status add_domain(std::string_view domain);
+  Status remove_domain(std::string_view domain);
+  Result<std::vector<std::string>> domains();
+
+  Status add_alias(std::string_view address, std::string_view target);
+  // Removes one target, or every target of `address` when `target` is empty.
+  Status remove_alias(std::string_view address, std::string_view target = {});
+  Result<std::vector<Alias>> aliases();
+
+  // The users mail to `address` (in a local domain) goes to: a user of that
+  // name, else its aliases, else the part before '+' (subaddress), else a
+  // plain user name equal to the local part, else the domain's catch-all.
+  // Empty: unknown recipient. Deduplicated, in the order found.
+  Result<std::vector<LocalUser>> resolve(std::string_view address);
+
+  static constexpr int kSchemaVersion = 2;
 
  private:
   explicit UserDb(sqlite3* db) : db_(db) {}
   Status migrate();
   Status insert(std::string_view name, const std::string& hash);
-  Status update_where_name(const char* sql, std::string_view name, const std::string* text, int number);
+  Status update_where_name(const char* sql, std::string_view name, const std::string* text, std::int64_t number);
+  Result<std::optional<LocalUser>> find_user(std::string_view name);
+  Status expand(std::string_view address, unsigned depth, std::vector<LocalUser>& out);
   sqlite3* db_;
 };
 

@@ -10,12 +10,12 @@
 namespace moat::filters {
 
 // In the order a default configuration (no [[filter]] tables) runs them.
-inline constexpr std::array<std::string_view, 10> kKnownFilters{"helo", "hops", "size", "ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc"};
+inline constexpr std::array<std::string_view, 14> kKnownFilters{"helo", "hops", "size", "ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc", "rules", "bayes", "attachments", "antivirus"};
 
 // Known filters that run only when a [[filter]] table names them: they ask
-// outside services (DNS) or defer mail (greylisting), which no one should get
-// by leaving [[filter]] out.
-inline constexpr std::array<std::string_view, 7> kOptInFilters{"ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc"};
+// outside services (DNS, moat-scand), defer mail (greylisting) or need
+// training first (bayes), which no one should get by leaving [[filter]] out.
+inline constexpr std::array<std::string_view, 9> kOptInFilters{"ratelimit", "dnsbl", "spf", "greylist", "dkim", "arc", "dmarc", "antivirus", "bayes"};
 
 constexpr bool is_opt_in_filter(std::string_view name) {
   for (auto k : kOptInFilters)

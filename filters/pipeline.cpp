@@ -89,7 +89,7 @@ asio::awaitable<Verdict> Pipeline::run(Phase phase, ScanContext& ctx) {
   // Scores come from the table, never from the filter; filling every symbol
   // also covers ones the session added itself.
   for (auto& s : ctx.symbols) s.score = scores_.score(s.name);
-  co_return decide(ctx.symbols, cfg_->actions, phase);
+  co_return decide(ctx.symbols, actions_for(*cfg_, ctx.envelope), phase);
 }
 
 }  // namespace moat::filters

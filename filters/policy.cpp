@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/text.hpp"
 #include "filters/scores.hpp"
 
 namespace moat::filters {
@@ -56,13 +57,55 @@ std::string reason(const std::vector<Symbol>& symbols) {
   return out;
 }
 
+const Symbol* first_virus(const std::vector<Symbol>& symbols) {
+  for (const auto& s : symbols)
+    if (is_virus_symbol(s.name)) return &s;
+  return nullptr;
+}
+
+void set_virus_action(Verdict& v, const Symbol& virus, const config::Actions& a) {
+  v.action = a.virus == config::VirusAction::Discard ? Action::Discard : Action::Quarantine;
+  v.reason = virus.name;
+}
+
+const config::Actions& domain_actions(const config::Config& cfg, std::string_view domain) {
+  for (const auto& d : cfg.domain_actions)
+    if (iequals(d.domain, domain)) return d.actions;
+  return cfg.actions;
+}
+
+std::string_view domain_of(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+bool is_wsp(char c) { return c == ' ' || c == '\t'; }
+
 }  // namespace
+
+config::Actions actions_for(const config::Config& cfg, const Envelope& env) {
+  if (cfg.domain_actions.empty() || env.recipients.empty()) return cfg.actions;
+  config::Actions out = domain_actions(cfg, domain_of(env.recipients.front().address));
+  for (std::size_t i = 1; i < env.recipients.size(); ++i) {
+    const auto& a = domain_actions(cfg, domain_of(env.recipients[i].address));
+    out.tag = std::min(out.tag, a.tag);
+    out.quarantine = std::min(out.quarantine, a.quarantine);
+    out.tempfail = std::min(out.tempfail, a.tempfail);
+    out.reject = std::min(out.reject, a.reject);
+    out.discard = std::min(out.discard, a.discard);
+  }
+  return out;
+}
+
+bool is_virus_symbol(std::string_view name) { return name.rfind("VIRUS", 0) == 0; }
 
 Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Phase phase) {
   Verdict v;
   for (const auto& s : symbols) v.score += s.score;
   v.reason = reason(symbols);
-  if (v.score >= a.reject) {
+  if (phase == Phase::EndOfData && v.score >= a.discard) {
+    v.action = Action::Discard;
+  } else if (v.score >= a.reject) {
     v.action = Action::Reject;
     v.reply = pick_reply(symbols, true);
   } else if (const Symbol* d = deferral(symbols)) {
@@ -79,8 +122,72 @@ Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Pha
   } else if (v.score >= a.tag) {
     v.action = Action::Tag;
   }
-  if (phase == Phase::EndOfData) force(symbols, v);
+  if (phase != Phase::EndOfData) return v;
+  force(symbols, v);
+  if (const Symbol* virus = first_virus(symbols)) set_virus_action(v, *virus, a);
   return v;
+}
+
+void apply_sender_list(Verdict& v, SenderList list, const std::vector<Symbol>& symbols,
+                       const config::Actions& a) {
+  if (list == SenderList::None || v.action == Action::TempFail) return;
+  if (const Symbol* virus = first_virus(symbols)) return set_virus_action(v, *virus, a);
+  if (list == SenderList::Block) {
+    v.action = Action::Reject;
+    v.reply = Errc::PolicyReject;
+    v.reason = "SENDER_BLOCKED";
+  } else if (!(v.action == Action::Reject && v.reply == Errc::LoopDetected)) {
+    v.action = Action::Accept;
+    v.reason = "SENDER_ALLOWED";
+  }
+}
+
+bool wants_spam_headers(const config::Actions& a, Action action) {
+  switch (a.spam_headers) {
+    case config::SpamHeaders::None: return false;
+    case config::SpamHeaders::All: return action != Action::Reject && action != Action::TempFail;
+    case config::SpamHeaders::Spam: return action == Action::Tag || action == Action::Quarantine;
+  }
+  return false;
+}
+
+std::optional<std::string> prefix_subject(std::string_view header, std::string_view prefix) {
+  if (prefix.empty()) return std::nullopt;
+  constexpr std::string_view kName = "subject";
+  std::size_t pos = 0;
+  while (pos < header.size()) {
+    std::size_t eol = header.find("\r\n", pos);
+    std::size_t end = eol == std::string_view::npos ? header.size() : eol;
+    std::string_view line = header.substr(pos, end - pos);
+    // A field start (not a continuation) named Subject, "Subject :" included.
+    std::size_t n = 0;
+    while (n < line.size() && line[n] != ':' && !is_wsp(line[n])) ++n;
+    std::size_t colon = n;
+    while (colon < line.size() && is_wsp(line[colon])) ++colon;
+    if (n > 0 && colon < line.size() && line[colon] == ':' && iequals(line.substr(0, n), kName)) {
+      std::size_t value = colon + 1;
+      while (value < line.size() && is_wsp(line[value])) ++value;
+      std::string_view trimmed = prefix;
+      while (!trimmed.empty() && is_wsp(trimmed.back())) trimmed.remove_suffix(1);
+      if (line.substr(value).rfind(trimmed, 0) == 0) return std::nullopt;
+      std::string out;
+      out.reserve(header.size() + prefix.size() + 1);
+      out.append(header.substr(0, pos + colon + 1));
+      out += ' ';
+      out.append(prefix);
+      // The original value, without the whitespace the prefix now stands for.
+      out.append(header.substr(pos + value));
+      return out;
+    }
+    if (eol == std::string_view::npos) break;
+    pos = eol + 2;
+  }
+  std::string out(header);
+  if (!out.empty() && !std::string_view(out).ends_with("\r\n")) out += "\r\n";
+  std::string_view trimmed = prefix;
+  while (!trimmed.empty() && is_wsp(trimmed.back())) trimmed.remove_suffix(1);
+  out += "Subject: " + std::string(trimmed) + "\r\n";
+  return out;
 }
 
 std::string format_score(double score) {

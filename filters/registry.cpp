@@ -3,7 +3,10 @@
 #include "filters/registry.hpp"
 
 #include "filters/dkim/dkim.hpp"
+#include "filters/antivirus/antivirus.hpp"
 #include "filters/arc/arc.hpp"
+#include "filters/attachments/attachments.hpp"
+#include "filters/bayes/bayes.hpp"
 #include "filters/dmarc/dmarc.hpp"
 #include "filters/dnsbl/dnsbl.hpp"
 #include "filters/greylist/greylist.hpp"
@@ -12,6 +15,7 @@
 #include "filters/known.hpp"
 #include "filters/ratelimit/ratelimit.hpp"
 #include "filters/size/size.hpp"
+#include "filters/rules/rules_filter.hpp"
 #include "filters/spf/spf.hpp"
 
 namespace moat::filters {
@@ -37,8 +41,14 @@ Result<std::unique_ptr<Filter>> make_filter(const config::Filter& settings, cons
     return std::unique_ptr<Filter>(std::move(*f));
   }
   if (n == "arc") return arc::ArcFilter::make(cfg, services);
+  if (n == "bayes") return std::unique_ptr<Filter>(std::make_unique<bayes::BayesFilter>(cfg, services));
   if (n == "dmarc") return dmarc::DmarcFilter::make(cfg, services);
+  if (n == "rules") return rules::RulesFilter::make(cfg, services);
   if (n == "spf") return std::unique_ptr<Filter>(std::make_unique<spf::SpfFilter>(cfg, settings, services.resolver, services.blocking));
+  if (n == "attachments")
+    return std::unique_ptr<Filter>(std::make_unique<attachments::AttachmentsFilter>(cfg, services.blocking));
+  if (n == "antivirus")
+    return std::unique_ptr<Filter>(std::make_unique<antivirus::AntivirusFilter>(cfg, settings, services.blocking));
   return Error{Errc::Invalid, "unknown filter \"" + n + "\""};
 }
 

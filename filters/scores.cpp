@@ -3,6 +3,8 @@
 // a syntax error in HELO or a mail loop rejects alone, hints only add up.
 #include "filters/scores.hpp"
 
+#include "rules/load.hpp"
+
 namespace moat::filters {
 namespace {
 
@@ -74,6 +76,33 @@ constexpr Row kDefaults[] = {
     {"SPF_HELO_NONE", 0, std::nullopt},
     {"SPF_HELO_TEMPERROR", 0, std::nullopt},
     {"SPF_HELO_PERMERROR", 1, std::nullopt},
+    // bayes (filters/bayes): one band per message, SpamAssassin's bands.
+    // Only near-certain spam tags on its own (5); the ham bands pull down.
+    {"BAYES_00", -3, std::nullopt},
+    {"BAYES_05", -1.5, std::nullopt},
+    {"BAYES_20", -0.5, std::nullopt},
+    {"BAYES_40", 0, std::nullopt},
+    {"BAYES_50", 0.5, std::nullopt},
+    {"BAYES_60", 1.5, std::nullopt},
+    {"BAYES_80", 2.5, std::nullopt},
+    {"BAYES_95", 3.5, std::nullopt},
+    {"BAYES_99", 5, std::nullopt},
+    {"BAYES_999", 6, std::nullopt},
+    {"BAYES_AUTOLEARN", 0, std::nullopt},
+    // antivirus / attachments (issue 4): each forces Quarantine (symbol_forces);
+    // a virus is held, never bounced. Unscanned content (a limit hit) is not clean.
+    // Small scores: the forcing holds the message, and several findings must
+    // not add up to a reject on their own.
+    {"VIRUS_FOUND", 1, std::nullopt},
+    {"AV_LIMIT_EXCEEDED", 1, std::nullopt},
+    {"AV_SCAN_ERROR", 1, std::nullopt},
+    {"ATTACHMENT_BLOCKED_EXT", 1, std::nullopt},
+    {"ATTACHMENT_DOUBLE_EXT", 1, std::nullopt},
+    {"ATTACHMENT_BLOCKED_TYPE", 1, std::nullopt},
+    {"ATTACHMENT_BLOCKED_IN_ARCHIVE", 1, std::nullopt},
+    {"ATTACHMENT_ENCRYPTED", 1, std::nullopt},
+    {"ATTACHMENT_ARCHIVE_LIMIT", 1, std::nullopt},
+    {"ATTACHMENT_MIME_LIMIT", 1, std::nullopt},
     {kFilterFailedOpen, 0, std::nullopt},
 };
 
@@ -105,6 +134,9 @@ bool symbol_defers(std::string_view symbol) {
 Forced symbol_forces(std::string_view symbol) {
   if (symbol == "DMARC_POLICY_REJECT") return Forced::Reject;
   if (symbol == "DMARC_POLICY_QUARANTINE") return Forced::Quarantine;
+  if (symbol == "VIRUS_FOUND" || symbol == "AV_LIMIT_EXCEEDED" || symbol == "AV_SCAN_ERROR" ||
+      symbol.starts_with("ATTACHMENT_"))
+    return Forced::Quarantine;
   return Forced::None;
 }
 
@@ -115,6 +147,9 @@ Scores::Scores() {
 
 Scores::Scores(const config::Config& cfg) : Scores() {
   for (const auto& z : cfg.dnsbl.zones) set(z.symbol, z.weight);  // [scores] may still override
+  // The rule folders' .scores files (rules/load.hpp), when the rules filter runs.
+  if (const auto* f = cfg.filter("rules"); f && f->enabled)
+    for (const auto& [symbol, score] : moat::rules::load_scores(cfg.rules)) set(symbol, score);
   for (const auto& [symbol, score] : cfg.scores) set(symbol, score);
 }
 

@@ -3,6 +3,8 @@
 #include "gateway/routing.hpp"
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 
 namespace moat::gateway {
 namespace {
@@ -36,6 +38,27 @@ Destination destination_for(const config::Config& cfg, std::string_view recipien
   return d;
 }
 
-std::string transport_for(const config::Config&, std::string_view) { return "smtp"; }
+namespace {
+std::mutex g_local_mu;
+std::set<std::string> g_local_domains;  // lower case
+}  // namespace
+
+void set_runtime_local_domains(std::vector<std::string> domains) {
+  std::set<std::string> fresh(domains.begin(), domains.end());
+  std::lock_guard lk(g_local_mu);
+  g_local_domains = std::move(fresh);
+}
+
+bool is_local_domain(const config::Config& cfg, std::string_view domain) {
+  if (cfg.local_domain(domain)) return true;
+  std::string d = lower(domain);
+  if (!d.empty() && d.back() == '.') d.pop_back();
+  std::lock_guard lk(g_local_mu);
+  return g_local_domains.count(d) != 0;
+}
+
+std::string transport_for(const config::Config& cfg, std::string_view recipient) {
+  return is_local_domain(cfg, recipient_domain(recipient)) ? "local" : "smtp";
+}
 
 }  // namespace moat::gateway

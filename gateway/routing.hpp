@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.hpp"
 #include "gateway/queue/transport.hpp"
@@ -16,9 +17,13 @@ std::string recipient_domain(std::string_view recipient);
 
 Destination destination_for(const config::Config& cfg, std::string_view recipient);
 
-// The transport name registered with QueueManager::add_transport. "smtp"
-// today; the mailbox store's local transport will answer "local" for its
-// domains.
+// The transport name registered with QueueManager::add_transport: "local"
+// for local domains (the mailbox store), "smtp" for everything else.
 std::string transport_for(const config::Config& cfg, std::string_view recipient);
+
+// Local domains: [local] domains in the config, and those added at run time
+// to the user database, which the local transport keeps current here.
+bool is_local_domain(const config::Config& cfg, std::string_view domain);
+void set_runtime_local_domains(std::vector<std::string> domains);
 
 }  // namespace moat::gateway

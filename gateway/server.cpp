@@ -37,10 +37,16 @@
 #include "filters/pipeline.hpp"
 #include "gateway/callout.hpp"
 #include "gateway/control.hpp"
+#include "gateway/quarantine_admin.hpp"
+#include "quarantine/store.hpp"
+#include "gateway/queue/local.hpp"
 #include "gateway/queue/manager.hpp"
 #include "gateway/smtp_client.hpp"
 #include "gateway/smtp_session.hpp"
 #include "gateway/spool.hpp"
+#include "store/fs_store.hpp"
+#include "store/imap/session.hpp"
+#include "store/pop3/session.hpp"
 
 namespace moat::gateway {
 
@@ -104,6 +110,8 @@ class Server {
   bool open_listeners();
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, config::Listener listener);
   asio::awaitable<void> refuse(tcp::socket sock, std::string reply);
+  asio::awaitable<void> pop3_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer);
+  asio::awaitable<void> imap_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer);
   asio::awaitable<void> signals();
   bool drop_privileges(const std::string& user);
 
@@ -125,8 +133,12 @@ class Server {
   std::unique_ptr<SmtpTransport> smtp_;
   std::unique_ptr<QueueManager> queue_;
   std::unique_ptr<directory::Directory> directory_;
+  std::unique_ptr<store::FsStore> store_;        // local domains' mailboxes
+  std::unique_ptr<LocalTransport> local_;
   std::unique_ptr<CalloutVerifier> callout_;
   std::unique_ptr<Control> control_;
+  std::unique_ptr<quarantine::Store> quarantine_;
+  std::unique_ptr<QuarantineService> quarantine_service_;
   bool stopping_ = false;
 };
 
@@ -234,7 +246,19 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
                      asio::detached);
       continue;
     }
-    SessionDeps deps{[this] { return runtime(); }, spool_.get(), directory_.get(), callout_.get(), queue_.get()};
+    if (listener.mode == config::ListenerMode::Pop3 || listener.mode == config::ListenerMode::Pop3s) {
+      asio::co_spawn(strand, pop3_session(std::make_unique<TcpIo>(std::move(sock), rt->tls), listener, peer),
+                     asio::detached);
+      continue;
+    }
+    if (listener.mode == config::ListenerMode::Imap || listener.mode == config::ListenerMode::Imaps) {
+      asio::co_spawn(strand, imap_session(std::make_unique<TcpIo>(std::move(sock), rt->tls), listener, peer),
+                     asio::detached);
+      continue;
+    }
+    SessionDeps deps{[this] { return runtime(); }, spool_.get(), directory_.get(), callout_.get(), queue_.get(),
+                     quarantine_.get()};
+    deps.local = local_.get();
     auto io = std::make_unique<TcpIo>(std::move(sock), rt->tls);
     asio::co_spawn(
         strand,
@@ -244,6 +268,40 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
         },
         asio::detached);
   }
+}
+
+// POP3 (store/pop3) on the same mailbox store as local delivery.
+asio::awaitable<void> Server::pop3_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer) {
+  auto rt = runtime();
+  store::pop3::Deps deps;
+  deps.store = store_.get();
+  deps.directory = directory_.get();
+  deps.blocking = &blocking_;
+  deps.hostname = rt->config->server.hostname;
+  deps.tls_available = rt->tls != nullptr;
+  deps.implicit_tls = listener.mode == config::ListenerMode::Pop3s;
+  deps.command_timeout = std::max(rt->config->limits.command_timeout, std::chrono::seconds(600));
+  deps.max_auth_failures = rt->config->limits.auth_failures;
+  log::info("pop3 connect from [" + peer.ip.str() + "] on " + listener.name);
+  co_await store::pop3::run_session(std::move(deps), std::move(io));
+  limiter_.release(peer.ip);
+}
+
+// IMAP (store/imap) on the same mailbox store.
+asio::awaitable<void> Server::imap_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer) {
+  auto rt = runtime();
+  store::imap::Deps deps;
+  deps.store = store_.get();
+  deps.directory = directory_.get();
+  deps.blocking = &blocking_;
+  deps.hostname = rt->config->server.hostname;
+  deps.tls_available = rt->tls != nullptr;
+  deps.implicit_tls = listener.mode == config::ListenerMode::Imaps;
+  deps.max_append = rt->config->limits.message_size;
+  deps.max_auth_failures = rt->config->limits.auth_failures;
+  log::info("imap connect from [" + peer.ip.str() + "] on " + listener.name);
+  co_await store::imap::run_session(std::move(deps), std::move(io));
+  limiter_.release(peer.ip);
 }
 
 asio::awaitable<void> Server::signals() {
@@ -262,6 +320,8 @@ asio::awaitable<void> Server::signals() {
       a->close(ignore);
     }
     queue_->stop();
+    local_->stop();
+    quarantine_service_->stop();
     // Sessions in flight have not been answered 250 for anything unsynced, so
     // stopping now loses nothing; the clients retry.
     io_.stop();
@@ -310,7 +370,27 @@ int Server::run() {
   queue_ = std::make_unique<QueueManager>(io_, *spool_, getter, blocking_);
   queue_->add_transport("smtp", *smtp_);
   spool_->on_committed([this](const std::string& id) { queue_->notify(id); });
+  quarantine_ = std::make_unique<quarantine::Store>(cfg.quarantine_dir(), cfg.quarantine_db());
+  if (auto st = quarantine_->open(true); !st) {
+    log::error("fatal: quarantine: " + st.error().detail);
+    return 1;
+  }
+  quarantine_service_ = std::make_unique<QuarantineService>(io_, *quarantine_, *spool_, blocking_, getter);
   directory_ = std::make_unique<directory::Directory>(cfg.db_path(), blocking_);
+  {
+    store::FsOptions so;
+    so.root = cfg.store_dir();
+    so.compress = cfg.local.compress;
+    so.compress_min = cfg.local.compress_min;
+    auto st = store::FsStore::open(so);
+    if (!st) {
+      log::error("fatal: mailbox store: " + st.error().detail);
+      return 1;
+    }
+    store_ = std::move(*st);
+  }
+  local_ = std::make_unique<LocalTransport>(*store_, *directory_, getter, blocking_);
+  queue_->add_transport("local", *local_);
   callout_ = std::make_unique<CalloutVerifier>(io_.get_executor(), *resolver_, getter, *client_tls_);
 
   if (!open_listeners()) return 1;
@@ -321,12 +401,17 @@ int Server::run() {
   control_->add_handler("metrics", [](std::vector<std::string>) -> asio::awaitable<std::string> {
     co_return metrics::render();
   });
+  control_->add_handler("quarantine", [svc = quarantine_service_.get()](std::vector<std::string> args) {
+    return svc->handle(std::move(args));
+  });
   if (auto st = control_->start(); !st) {
     log::error("fatal: control socket: " + st.error().detail);
     return 1;
   }
   if (!drop_privileges(cfg.server.user)) return 1;
   queue_->start();
+  local_->start_maintenance(io_);
+  asio::co_spawn(io_, quarantine_service_->expire_loop(), asio::detached);
   asio::co_spawn(io_, signals(), asio::detached);
   log::info("daemon started -- moat " + std::string("0.1.0") + ", configuration " + cfg.source.string());
 

@@ -7,6 +7,7 @@
 //                 ▲                   ▲ ▲                            │
 //                 └──── STARTTLS ─────┘ └──── 250/5xx after DATA ◀───┘
 #include "gateway/smtp_session.hpp"
+#include "gateway/queue/local.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -15,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <ctime>
+#include <optional>
 
 #include "common/base64.hpp"
 #include "common/failpoint.hpp"
@@ -26,9 +28,13 @@
 #include "directory/directory.hpp"
 #include "filters/pipeline.hpp"
 #include "filters/policy.hpp"
+#include "common/blocking.hpp"
 #include "gateway/callout.hpp"
+#include "gateway/quarantine_admin.hpp"
 #include "gateway/queue/manager.hpp"
 #include "gateway/spool.hpp"
+#include "quarantine/sender.hpp"
+#include "quarantine/store.hpp"
 
 namespace moat::gateway {
 
@@ -88,6 +94,7 @@ struct Counters {
   metrics::Counter& tempfailed = metrics::counter("moat_smtp_messages_total", "outcome=\"tempfailed\"");
   metrics::Counter& discarded = metrics::counter("moat_smtp_messages_total", "outcome=\"discarded\"");
   metrics::Counter& held = metrics::counter("moat_smtp_messages_total", "outcome=\"held\"");
+  metrics::Counter& quarantined = metrics::counter("moat_smtp_messages_total", "outcome=\"quarantined\"");
   metrics::Counter& rcpt_rejected = metrics::counter("moat_smtp_rcpt_rejected_total", {}, "RCPT commands refused");
   metrics::Counter& auth_failed = metrics::counter("moat_smtp_auth_failures_total", {}, "Failed AUTH attempts");
   metrics::Counter& timeouts = metrics::counter("moat_smtp_timeouts_total", {}, "Sessions closed by a deadline");
@@ -168,6 +175,11 @@ class Session {
   void reset_transaction();
   void log_reject(std::string_view stage, std::string_view reply_text, std::string_view rcpt = {}) const;
   asio::awaitable<bool> apply_verdict_early(Phase phase);
+  asio::awaitable<filters::SenderList> sender_list(const std::string& domain);
+  quarantine::Entry quarantine_entry(quarantine::Kind kind, const filters::Verdict& v, const std::string& qid,
+                                     std::string auth_domain, std::string_view header) const;
+  asio::awaitable<Status> keep(const quarantine::Entry& e, std::string_view head, std::string_view header,
+                               std::string_view body, bool durable);
 
   SessionDeps deps_;
   std::shared_ptr<const Runtime> rt_;
@@ -671,7 +683,15 @@ asio::awaitable<bool> Session::on_rcpt(const smtp::Command& cmd) {
   auto mb = smtp::parse_path(cmd.path, env.smtputf8);
   if (!mb || cmd.path.empty()) co_return co_await protocol_error(Errc::BadAddress, "Bad recipient address syntax");
 
-  if (auto st = check_rcpt_domain(*mb); !st) co_return co_await reject_rcpt(st.error().code, cmd.path);
+  // Local domains: the directory knows the users (550 unknown, 452 over quota).
+  bool local = false;
+  if (deps_.local) local = co_await deps_.local->is_local_domain(mb->domain);
+  if (local) {
+    std::string addr = mb->local + "@" + mb->domain;
+    Status known = co_await deps_.local->verify_recipient(addr, env.declared_size);
+    if (!known) co_return co_await reject_rcpt(known.error().code, cmd.path);
+  }
+  if (auto st = local ? Status{} : check_rcpt_domain(*mb); !st) co_return co_await reject_rcpt(st.error().code, cmd.path);
   if (const auto* dom = cfg_.relay_domain(mb->domain)) {
     std::string addr = mb->local + "@" + mb->domain;
     if (auto st = co_await verify_recipient(*dom, addr); !st) co_return co_await reject_rcpt(st.error().code, cmd.path);
@@ -776,34 +796,79 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   filters::Verdict verdict;
   if (rt_->pipeline) verdict = co_await rt_->pipeline->run(Phase::EndOfData, ctx_);
   const std::string qid = writer_->id();
+  const config::Actions actions = filters::actions_for(cfg_, ctx_.envelope);
+  std::string auth_domain;
+  if (deps_.quarantine) {
+    auth_domain = quarantine::authenticated_domain(ctx_.auth, ctx_.header);
+    filters::SenderList list = co_await sender_list(auth_domain);
+    filters::apply_sender_list(verdict, list, ctx_.symbols, actions);
+  }
+  const bool store_copy = deps_.quarantine &&
+                          (verdict.action == Action::Quarantine ||
+                           (verdict.action == Action::Reject && cfg_.quarantine.rejected_retention.count() > 0));
   std::string head = received_header(qid);
   if (!ctx_.auth.empty()) head += filters::authentication_results(cfg_.server.authserv_id, ctx_.auth);
   for (const auto& h : ctx_.headers) head += h;
+  // Stored copies carry the verdict headers even when relayed mail would not.
+  if (filters::wants_spam_headers(actions, verdict.action) ||
+      (store_copy && actions.spam_headers != config::SpamHeaders::None))
+    for (auto& line : filters::spam_headers(verdict, ctx_.symbols)) head += line + "\r\n";
+  // The header section as relayed: results claiming our authserv-id were not
+  // written by us (RFC 8601 §5), and Tag may prefix the Subject. Everything
+  // else stays byte for byte as received.
+  auto stripped = filters::strip_authentication_results(ctx_.header, cfg_.server.authserv_id);
+  std::string_view header = stripped ? std::string_view(*stripped) : ctx_.header;
+  std::optional<std::string> prefixed;
+  if (verdict.action == Action::Tag) prefixed = filters::prefix_subject(header, actions.subject_prefix);
+  if (prefixed) header = *prefixed;
+  const std::string_view body = std::string_view(message_).substr(ctx_.header.size());
+
   switch (verdict.action) {
     case Action::Reject:
     case Action::TempFail: {
-      (verdict.action == Action::Reject ? counters().rejected : counters().tempfailed).inc();
-      std::string text = format_reply(verdict.reply, std::string(smtp_reply(verdict.reply).text) +
-                                                         (verdict.reason.empty() ? "" : " (" + verdict.reason + ")"));
-      log::info(qid + ": reject: END-OF-MESSAGE from " + client_name() + ": " + text);
+      const bool reject = verdict.action == Action::Reject;
+      (reject ? counters().rejected : counters().tempfailed).inc();
+      std::string detail = std::string(smtp_reply(verdict.reply).text) +
+                           (verdict.reason.empty() ? "" : " (" + verdict.reason + ")");
+      // The reference is the queue id: in the log line below and, when a
+      // copy is kept, in `moatctl quarantine show`.
+      if (reject) detail += "; ref " + qid;
+      std::string text = format_reply(verdict.reply, detail);
+      log::info(qid + ": reject: END-OF-MESSAGE from " + client_name() + ": " + text + "; from=<" +
+                ctx_.envelope.sender + "> score=" + filters::format_score(verdict.score));
+      if (reject && store_copy) {
+        auto e = quarantine_entry(quarantine::Kind::Rejected, verdict, qid, auth_domain, header);
+        if (Status st = co_await keep(e, head, header, body, false); !st)
+          log::warning(qid + ": rejected copy not kept: " + st.error().detail);
+      }
       co_return co_await end_transaction(std::move(text));
     }
     case Action::Discard:
       counters().discarded.inc();
       log::info(qid + ": discard: END-OF-MESSAGE from " + client_name() + ": " + verdict.reason);
       co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
-    case Action::Tag:
     case Action::Quarantine:
-      for (auto& line : filters::spam_headers(verdict, ctx_.symbols)) head += line + "\r\n";
+      if (store_copy) {
+        // 250 only once the file, its folder and its row are on disk.
+        auto e = quarantine_entry(quarantine::Kind::Quarantined, verdict, qid, auth_domain, header);
+        if (Status st = co_await keep(e, head, header, body, true); !st) {
+          counters().tempfailed.inc();
+          log::warning(qid + ": quarantine failed: " + st.error().detail);
+          co_return co_await end_transaction(format_reply(st.error().code));
+        }
+        counters().quarantined.inc();
+        log::info(qid + ": quarantine: END-OF-MESSAGE from " + client_name() + ": " + verdict.reason + "; from=<" +
+                  ctx_.envelope.sender + "> score=" + filters::format_score(verdict.score));
+        failpoint::hit("smtp.before_reply");
+        co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
+      }
       break;
     default: break;
   }
 
   Status st = writer_->append(head);
-  // Results claiming our authserv-id were not written by us (RFC 8601 §5).
-  auto stripped = filters::strip_authentication_results(ctx_.header, cfg_.server.authserv_id);
-  if (st && stripped) st = writer_->append(*stripped);
-  if (st) st = writer_->append(std::string_view(message_).substr(stripped ? ctx_.header.size() : 0));
+  if (st) st = writer_->append(header);
+  if (st) st = writer_->append(body);
   if (!st) co_return co_await end_transaction(format_reply(st.error().code));
   auto committed = co_await deps_.spool->commit(std::move(writer_));
   if (!committed) {
@@ -813,7 +878,7 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   }
   log::info(qid + ": client=" + client_name() + (auth_user_.empty() ? "" : ", sasl_username=" + auth_user_));
   if (verdict.action == Action::Quarantine && deps_.queue) {
-    // Until the quarantine store exists (issue 4) a quarantine verdict holds
+    // Without a quarantine store (tests, fuzzing) a quarantine verdict holds
     // the message in the hold queue, where `moatctl queue release` frees it.
     (void)deps_.queue->hold(qid);
     counters().held.inc();
@@ -823,6 +888,54 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   // Between fsync and the reply: a crash here must not lose the message.
   failpoint::hit("smtp.before_reply");
   co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
+}
+
+// The allow/block list entry of the authenticated sender domain. A database
+// error counts as no entry (logged): the lists refine the verdict, they are
+// not a check the message must pass.
+asio::awaitable<filters::SenderList> Session::sender_list(const std::string& domain) {
+  if (domain.empty()) co_return filters::SenderList::None;
+  auto* store = deps_.quarantine;
+  auto r = co_await run_blocking(deps_.spool->blocking(), [store, &domain] { return store->lookup(domain); });
+  if (!r) {
+    log::warning("sender list lookup for " + domain + ": " + r.error().detail);
+    co_return filters::SenderList::None;
+  }
+  if (!*r) co_return filters::SenderList::None;
+  co_return **r == quarantine::ListKind::Block ? filters::SenderList::Block : filters::SenderList::Allow;
+}
+
+quarantine::Entry Session::quarantine_entry(quarantine::Kind kind, const filters::Verdict& v, const std::string& qid,
+                                            std::string auth_domain, std::string_view header) const {
+  using namespace std::chrono;
+  quarantine::Entry e;
+  e.id = qid;
+  e.kind = kind;
+  e.time = duration_cast<seconds>(ctx_.envelope.arrival.time_since_epoch()).count();
+  auto keep_for = kind == quarantine::Kind::Rejected ? cfg_.quarantine.rejected_retention : cfg_.quarantine.retention;
+  e.expires = duration_cast<seconds>(system_clock::now().time_since_epoch()).count() + keep_for.count();
+  e.sender = ctx_.envelope.sender;
+  for (const auto& r : ctx_.envelope.recipients) e.recipients.push_back(r.address);
+  e.from = qadmin::field_value(header, "From");
+  e.subject = qadmin::field_value(header, "Subject");
+  e.score = v.score;
+  for (const auto& s : ctx_.symbols)
+    e.symbols += (e.symbols.empty() ? "" : " ") + s.name + "(" + filters::format_score(s.score) + ")";
+  e.reason = v.reason;
+  e.client = client_name();
+  e.auth_domain = std::move(auth_domain);
+  return e;
+}
+
+asio::awaitable<Status> Session::keep(const quarantine::Entry& entry, std::string_view head, std::string_view header,
+                                      std::string_view body, bool durable) {
+  quarantine::Entry e = entry;
+  std::string file = qadmin::encode_file(ctx_.envelope, {head, header, body});
+  e.size = file.size();
+  auto* store = deps_.quarantine;
+  Status st = co_await run_blocking(deps_.spool->blocking(),
+                                    [store, &e, &file, durable] { return store->put(e, file, durable); });
+  co_return st;
 }
 
 asio::awaitable<bool> Session::end_transaction(std::string reply_text) {

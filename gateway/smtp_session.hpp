@@ -15,12 +15,14 @@
 
 namespace moat::filters { class Pipeline; }
 namespace moat::directory { class Directory; }
+namespace moat::quarantine { class Store; }
 
 namespace moat::gateway {
 
 class Spool;
 class CalloutVerifier;
 class QueueManager;
+class LocalTransport;
 
 // What a session needs from the server; reloaded state comes as one snapshot
 // taken when the connection starts, so a session never sees half a reload.
@@ -35,7 +37,9 @@ struct SessionDeps {
   Spool* spool = nullptr;
   directory::Directory* directory = nullptr;   // null: AUTH not offered
   CalloutVerifier* callout = nullptr;          // null: callout verification tempfails
-  QueueManager* queue = nullptr;               // for hold (quarantine until issue 4)
+  QueueManager* queue = nullptr;               // hold, when there is no quarantine store
+  quarantine::Store* quarantine = nullptr;     // quarantine, rejected copies, sender lists
+  LocalTransport* local = nullptr;             // local domains: recipients checked in the directory
 };
 
 struct Peer {

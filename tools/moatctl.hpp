@@ -20,6 +20,12 @@ int user_cmd(const Context& ctx, const Args& args);     // moatctl user add|pass
 int queue_cmd(const Context& ctx, const Args& args);    // moatctl queue list|show|flush|delete|hold|release
 int control_cmd(const Context& ctx, const std::string& word, const Args& args);  // moatctl reload|metrics
 int dkim_cmd(const Context& ctx, const Args& args);     // moatctl dkim keygen
+int rules_cmd(const Context& ctx, const Args& args);    // moatctl rules check|scan|import-sa|bench
+int domain_cmd(const Context& ctx, const Args& args);   // moatctl domain add|del|list
+int alias_cmd(const Context& ctx, const Args& args);    // moatctl alias add|del|list|resolve
+int mailbox_cmd(const Context& ctx, const Args& args);  // moatctl mailbox list|messages|fetch|append|expunge|...
+int quarantine_cmd(const Context& ctx, const Args& args);  // moatctl quarantine list|show|release|delete|...
+int learn_cmd(const Context& ctx, const std::string& word, const Args& args);  // moatctl learn|unlearn|bayes
 
 // One request line to moatd's control socket; false when nothing answers.
 bool ask(const std::filesystem::path& sock_path, const std::string& line, std::string& reply);

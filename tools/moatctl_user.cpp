@@ -5,7 +5,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
+#include <optional>
 #include <ctime>
 #include <iostream>
 #include <string>
@@ -13,9 +15,13 @@
 #include "common/config.hpp"
 #include "directory/password.hpp"
 #include "directory/userdb.hpp"
+#include "store/fs_store.hpp"
 #include "tools/moatctl.hpp"
 
 namespace moat::ctl {
+
+void hand_store_to_service_user(const config::Config& cfg);  // tools/moatctl_mailbox.cpp
+
 namespace {
 
 constexpr const char* kUsage =
@@ -25,6 +31,7 @@ constexpr const char* kUsage =
     "       moatctl user del NAME\n"
     "       moatctl user disable|enable NAME\n"
     "       moatctl user check NAME        (exit 0 if the password from stdin matches)\n"
+    "       moatctl user quota NAME SIZE   (bytes, or 500M, 2G; 0 for no limit)\n"
     "       moatctl user list [--json]\n";
 
 int usage(std::string_view why = {}) {
@@ -139,17 +146,18 @@ int list_users(directory::UserDb& db, bool json) {
       const auto& u = (*users)[i];
       std::cout << (i ? ",\n " : "") << "{\"name\":" << json_string(u.name) << ",\"created\":" << u.created
                 << ",\"disabled\":" << (u.disabled ? "true" : "false") << ",\"scheme\":" << json_string(u.scheme)
-                << "}";
+                << ",\"quota\":" << u.quota << "}";
     }
     std::cout << "]\n";
     return 0;
   }
   std::size_t w = 4;
   for (const auto& u : *users) w = std::max(w, u.name.size());
-  std::printf("%-*s  %-20s  %-8s  %s\n", static_cast<int>(w), "NAME", "CREATED", "STATUS", "SCHEME");
+  std::printf("%-*s  %-20s  %-8s  %-12s  %s\n", static_cast<int>(w), "NAME", "CREATED", "STATUS", "SCHEME", "QUOTA");
   for (const auto& u : *users)
-    std::printf("%-*s  %-20s  %-8s  %s\n", static_cast<int>(w), u.name.c_str(), iso_time(u.created).c_str(),
-                u.disabled ? "disabled" : "active", u.scheme.c_str());
+    std::printf("%-*s  %-20s  %-8s  %-12s  %s\n", static_cast<int>(w), u.name.c_str(), iso_time(u.created).c_str(),
+                u.disabled ? "disabled" : "active", u.scheme.c_str(),
+                u.quota ? std::to_string(u.quota).c_str() : "-");
   return 0;
 }
 
@@ -172,6 +180,8 @@ int named_cmd(directory::UserDb& db, const std::string& verb, const std::string&
     if (!r) return failed(r.error());
     std::cout << (*r ? "ok" : "no match") << "\n";
     return *r ? 0 : 1;
+  } else if (verb == "quota") {
+    return usage("quota takes NAME SIZE");
   } else if (verb == "del") {
     st = db.remove(name);
   } else if (verb == "disable" || verb == "enable") {
@@ -188,11 +198,42 @@ bool is_named_verb(const std::string& v) {
          v == "enable";
 }
 
+// "500M" → 524288000; plain digits are bytes.
+std::optional<std::uint64_t> parse_size(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  std::uint64_t mult = 1;
+  switch (s.back()) {
+    case 'K': case 'k': mult = 1ull << 10; break;
+    case 'M': case 'm': mult = 1ull << 20; break;
+    case 'G': case 'g': mult = 1ull << 30; break;
+    case 'T': case 't': mult = 1ull << 40; break;
+    default: break;
+  }
+  if (mult != 1) s.remove_suffix(1);
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty() || v > (UINT64_MAX >> 1) / mult) return std::nullopt;
+  return v * mult;
+}
+
+int quota_cmd(const Context& ctx, const Args& args) {
+  if (args.size() != 3) return usage("quota takes NAME SIZE");
+  auto size = parse_size(args[2]);
+  if (!size) return usage("bad size: " + args[2]);
+  auto cfg = config::load(ctx.config_file);
+  if (!cfg) return failed(cfg.error());
+  auto db = directory::UserDb::open((*cfg)->db_path());
+  if (!db) return failed(db.error());
+  if (auto st = (*db)->set_quota(args[1], *size); !st) return failed(st.error());
+  return 0;
+}
+
 }  // namespace
 
 int user_cmd(const Context& ctx, const Args& args) {
   if (args.empty()) return usage();
   const std::string& verb = args[0];
+  if (verb == "quota") return quota_cmd(ctx, args);
   bool json = false;
   if (verb == "list") {
     if (args.size() > 2 || (args.size() == 2 && args[1] != "--json")) return usage();
@@ -210,6 +251,15 @@ int user_cmd(const Context& ctx, const Args& args) {
   auto db = directory::UserDb::open((*cfg)->db_path());
   if (!db) return failed(db.error());
   int rc = verb == "list" ? list_users(**db, json) : named_cmd(**db, verb, args[1]);
+  // New users get their mailboxes (INBOX, Drafts, Sent, Junk, Trash) now,
+  // so IMAP shows them before the first mail arrives. Mail is kept when a
+  // user is deleted (`moatctl mailbox purge USER` removes it).
+  if (rc == 0 && (verb == "add" || verb == "import")) {
+    auto store = store::FsStore::open({(*cfg)->store_dir()});
+    Status st = store ? (*store)->create_user(args[1]) : Status(store.error());
+    if (!st) std::cerr << "moatctl user: warning: mailboxes not created: " << st.error().detail << "\n";
+    hand_store_to_service_user(**cfg);
+  }
   hand_to_service_user(**cfg);
   return rc;
 }

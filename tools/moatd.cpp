@@ -2,10 +2,15 @@
 // foreground and logs to stderr.
 #include <malloc.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 
+#include "common/config.hpp"
+#include "filters/antivirus/supervisor.hpp"
 #include "gateway/server.hpp"
 
 namespace {
@@ -18,6 +23,28 @@ namespace {
 void tune_malloc() {
   mallopt(M_MMAP_THRESHOLD, 8 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
+// moat-scand runs beside moatd when the antivirus filter is on (issue 4).
+// It is started here, before the server drops privileges, so that it can
+// sandbox itself as root; its supervisor lives as long as main().
+std::unique_ptr<moat::filters::antivirus::Supervisor> start_scanner(const std::string& config) {
+  auto cfg = moat::config::load(config);
+  if (!cfg) return nullptr;  // run_server reports the error
+  const auto* f = (*cfg)->filter("antivirus");
+  const auto& av = (*cfg)->antivirus;
+  if (!f || !f->enabled || !av.supervise) return nullptr;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(av.socket.parent_path(), ec);
+  moat::filters::antivirus::Supervisor::Options opt;
+  opt.binary = av.scand.empty() ? moat::filters::antivirus::default_scand_path() : av.scand;
+  opt.args = {"--config", (*cfg)->source.string()};
+  opt.socket = av.socket;
+  opt.pidfile = av.socket.parent_path() / "moat-scand.pid";
+  auto s = std::make_unique<moat::filters::antivirus::Supervisor>(opt);
+  s->start(std::chrono::seconds(10));
+  return s;
 }
 
 }  // namespace
@@ -36,5 +63,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  return moat::gateway::run_server(config);
+  auto scanner = start_scanner(config);
+  int rc = moat::gateway::run_server(config);
+  if (scanner) scanner->stop();
+  return rc;
 }

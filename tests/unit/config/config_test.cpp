@@ -42,10 +42,14 @@ TEST_CASE("the shipped etc/moat.toml loads", "[config]") {
   CHECK(c.server.data_dir == (src / "var").lexically_normal());
   CHECK(c.server.control_socket == (src / "var" / "run" / "moatd.sock").lexically_normal());
   CHECK(c.tls.cert == (src / "var" / "tls" / "cert.pem").lexically_normal());
-  REQUIRE(c.listeners.size() == 3);
+  REQUIRE(c.listeners.size() == 7);
   CHECK(c.listeners[0].address == HostPort{"127.0.0.1", 2525});
   CHECK(c.listeners[1].mode == ListenerMode::Submission);
   CHECK(c.listeners[2].mode == ListenerMode::Submissions);
+  CHECK(c.listeners[3].address == HostPort{"127.0.0.1", 2143});
+  CHECK(c.listeners[4].mode == ListenerMode::Imaps);
+  CHECK(c.listeners[5].address == HostPort{"127.0.0.1", 2110});
+  CHECK(c.listeners[6].mode == ListenerMode::Pop3s);
   CHECK(c.limits.line_length == 2048);
   CHECK(c.limits.command_timeout == 300s);
   CHECK(c.limits.bare_line == BareLinePolicy::Reject);
@@ -57,7 +61,7 @@ TEST_CASE("the shipped etc/moat.toml loads", "[config]") {
   REQUIRE(d);
   CHECK(d->next_hop == HostPort{"127.0.0.1", 2526});
   CHECK(d->verify == VerifyMode::None);
-  REQUIRE(c.filters.size() == 3);
+  REQUIRE(c.filters.size() == 5);
   CHECK(c.filter("helo")->budget == 1000ms);
   CHECK(c.filter("helo")->fail == FailMode::Closed);
   CHECK(c.filter("hops")->budget == 5000ms);
@@ -75,9 +79,11 @@ TEST_CASE("a minimal config gets the documented defaults", "[config]") {
   CHECK(c->server.control_socket == "/srv/moat/etc/var/run/moatd.sock");
   CHECK(c->listeners[0].mode == ListenerMode::Smtp);
   CHECK(c->limits.max_hops == 50);
-  // No [[filter]]: every built-in runs with defaults.
-  REQUIRE(c->filters.size() == 3);
+  // No [[filter]]: every filter that needs no outside service runs with defaults.
+  REQUIRE(c->filters.size() == 5);
   CHECK(c->filters[0].name == "helo");
+  CHECK(c->filters[3].name == "rules");
+  CHECK(c->filters[4].name == "attachments");
   CHECK(c->filters[0].fail == FailMode::Closed);
   CHECK(ok("filter = []\n" + std::string(kMinimal))->filters.empty());
 }

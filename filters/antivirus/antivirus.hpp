@@ -1,0 +1,57 @@
+// Antivirus filter (issue 4): at end of DATA, the raw message and every part
+// our MIME extraction decodes (filters/attachments/parts.hpp) go to
+// moat-scand, which scans them with libclamav. Symbols:
+//   VIRUS_FOUND        detail "SIGNATURE in NAME"
+//   AV_LIMIT_EXCEEDED  a ClamAV or MIME limit was hit: unscanned is not clean
+//   AV_SCAN_ERROR      libclamav failed on one item
+// all forcing Quarantine (never Reject: viruses are not bounced). A scanner
+// that cannot be reached, drops the connection or answers late is an error
+// (451 with the default fail = "closed"); a late one is also restarted.
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <filesystem>
+
+#include "common/config.hpp"
+#include "common/proto/scand/scand.hpp"
+#include "filters/attachments/parts.hpp"
+#include "filters/filter.hpp"
+
+namespace moat::filters::antivirus {
+
+inline constexpr std::string_view kVirusFound = "VIRUS_FOUND";
+inline constexpr std::string_view kLimitExceeded = "AV_LIMIT_EXCEEDED";
+inline constexpr std::string_view kScanError = "AV_SCAN_ERROR";
+
+// What moat-scand is asked to scan: item 0 is the raw message, then the
+// decoded parts. Exposed for tests.
+struct Request {
+  proto::scand::ScanRequest scan;
+  std::string limit;  // extraction stopped at a limit (reported as AV_LIMIT_EXCEEDED)
+};
+Request build_request(std::string_view message, const attachments::ExtractLimits& limits, std::uint32_t id);
+
+// Symbols for a reply (Clean adds none).
+void add_symbols(const proto::scand::ScanReply& reply, const proto::scand::ScanRequest& request, ScanContext& ctx);
+
+class AntivirusFilter final : public Filter {
+ public:
+  AntivirusFilter(const config::Config& cfg, const config::Filter& settings, boost::asio::thread_pool* blocking);
+  std::string_view name() const override { return "antivirus"; }
+  PhaseMask phases() const override { return mask(Phase::EndOfData); }
+  asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
+
+ private:
+  std::filesystem::path socket_;
+  std::chrono::milliseconds timeout_;
+  attachments::ExtractLimits extract_;
+  proto::scand::Limits limits_;
+  boost::asio::thread_pool* blocking_;
+};
+
+// Frame limits both sides use for a message size cap (decoded parts can
+// add up to about three times the message).
+proto::scand::Limits frame_limits(const config::Config& cfg);
+
+}  // namespace moat::filters::antivirus

@@ -1,0 +1,70 @@
+// Attachment policy (issue 4): blocked file extensions, double extensions
+// ("invoice.pdf.exe"), true types by content (libmagic), names and types
+// inside archives (libarchive, nested up to archive_depth), and encrypted
+// archives, whose contents no scanner can see. File names come decoded from
+// RFC 2231 / RFC 2047 (parts.hpp). The policy is per recipient domain
+// ([[attachments.domain]]); a message for several domains gets the union of
+// their findings. Every finding forces Quarantine (filters/scores.cpp).
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "filters/attachments/parts.hpp"
+#include "filters/filter.hpp"
+
+namespace moat::filters::attachments {
+
+// Symbols (scores and forcing in filters/scores.cpp).
+inline constexpr std::string_view kBlockedExt = "ATTACHMENT_BLOCKED_EXT";
+inline constexpr std::string_view kDoubleExt = "ATTACHMENT_DOUBLE_EXT";
+inline constexpr std::string_view kBlockedType = "ATTACHMENT_BLOCKED_TYPE";
+inline constexpr std::string_view kBlockedInArchive = "ATTACHMENT_BLOCKED_IN_ARCHIVE";
+inline constexpr std::string_view kEncrypted = "ATTACHMENT_ENCRYPTED";
+inline constexpr std::string_view kArchiveLimit = "ATTACHMENT_ARCHIVE_LIMIT";
+inline constexpr std::string_view kMimeLimit = "ATTACHMENT_MIME_LIMIT";
+
+struct Finding {
+  std::string symbol;
+  std::string detail;
+  bool operator==(const Finding&) const = default;
+};
+
+struct ArchiveLimits {
+  unsigned depth = 3;
+  unsigned max_entries = 1000;
+  std::size_t max_entry_bytes = 16u << 20;   // read from one entry to learn its type
+  std::size_t max_total_bytes = 64u << 20;   // read from one attachment's archives in all
+};
+
+// The file name as Windows would open it: the last path component, trailing
+// dots and spaces dropped. Its extension, lower case ("" when none).
+std::string clean_name(std::string_view name);
+std::string extension(std::string_view name);
+
+// libmagic's MIME type for the bytes ("application/x-dosexec").
+std::string true_type(std::string_view data);
+
+// All findings for these parts under one policy. Pure apart from libmagic
+// and libarchive reading memory; tests call it directly.
+std::vector<Finding> check(const std::vector<Part>& parts, const config::AttachmentPolicy& policy,
+                           const ArchiveLimits& limits);
+
+class AttachmentsFilter final : public Filter {
+ public:
+  AttachmentsFilter(const config::Config& cfg, boost::asio::thread_pool* blocking);
+  std::string_view name() const override { return "attachments"; }
+  PhaseMask phases() const override { return mask(Phase::EndOfData); }
+  asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
+
+ private:
+  std::vector<Finding> scan(const ScanContext& ctx) const;
+  config::Attachments settings_;
+  ExtractLimits extract_;
+  ArchiveLimits archive_;
+  boost::asio::thread_pool* blocking_;
+};
+
+}  // namespace moat::filters::attachments

@@ -1,0 +1,43 @@
+// The Bayesian arithmetic: Gary Robinson's token probability f(w) ("A
+// Statistical Approach to the Spam Problem", Linux Journal 2003) and Fisher's
+// inverse chi-square combination of the most significant tokens, the scheme
+// SpamAssassin (Bayes.pm), SpamBayes and bogofilter share. Pure functions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moat::filters::bayes {
+
+struct Counts {
+  std::int64_t spam = 0;  // learned messages of each class holding the token
+  std::int64_t ham = 0;
+};
+
+// SpamAssassin's tuned defaults (Bayes.pm FW_S_CONSTANT, FW_X_CONSTANT,
+// MIN_PROB_STRENGTH, N_SIGNIFICANT_TOKENS).
+struct Params {
+  double s = 0.030;               // strength of the prior x
+  double x = 0.538;               // probability of a token never seen
+  double min_strength = 0.346;    // |f - 0.5| a token needs to count
+  unsigned max_tokens = 150;      // the most significant ones combined
+};
+
+// Robinson's f(w) = (s*x + n*p) / (s + n), where p is the token's spam ratio
+// normalised by the learned message counts and n = spam + ham.
+double token_probability(Counts token, Counts totals, const Params& p = {});
+
+// Upper tail Q(x2 | v) of the chi-square distribution for even v, computed
+// in log space so that large sums do not underflow.
+double chi2q(double x2, unsigned v);
+
+struct Combined {
+  double probability = 0.5;  // (1 + S - H) / 2: 0 hammy, 1 spammy
+  unsigned used = 0;         // tokens that counted
+};
+
+// Keeps the tokens with |f - 0.5| >= min_strength, the max_tokens strongest
+// of them, and combines: H = 1 - Q(-2 sum ln f), S = 1 - Q(-2 sum ln(1-f)).
+Combined combine(std::vector<double> probabilities, const Params& p = {});
+
+}  // namespace moat::filters::bayes

@@ -1,0 +1,589 @@
+// Rule set compiler and scanner (see ruleset.hpp). The Hyperscan and PCRE2
+// C APIs are wrapped here and nowhere else.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "rules/ruleset.hpp"
+
+#include <hs/hs.h>
+#include <openssl/evp.h>
+#include <pcre2.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <unistd.h>
+
+namespace moat::rules {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kCacheMagic = "MOATRS01";
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) out += {kHex[md[i] >> 4], kHex[md[i] & 15]};
+  return out;
+}
+
+unsigned hs_flags(const Rule& r) {
+  unsigned f = HS_FLAG_SINGLEMATCH;
+  if (r.flags.find('i') != std::string::npos) f |= HS_FLAG_CASELESS;
+  if (r.flags.find('s') != std::string::npos) f |= HS_FLAG_DOTALL;
+  if (r.flags.find('m') != std::string::npos) f |= HS_FLAG_MULTILINE;
+  return f;
+}
+
+// Hyperscan has no flag for /x; the inline option does the same.
+std::string hs_pattern(const Rule& r) {
+  return r.flags.find('x') != std::string::npos ? "(?x)" + r.pattern : r.pattern;
+}
+
+std::uint32_t pcre_flags(const Rule& r) {
+  std::uint32_t f = 0;
+  if (r.flags.find('i') != std::string::npos) f |= PCRE2_CASELESS;
+  if (r.flags.find('s') != std::string::npos) f |= PCRE2_DOTALL;
+  if (r.flags.find('m') != std::string::npos) f |= PCRE2_MULTILINE;
+  if (r.flags.find('x') != std::string::npos) f |= PCRE2_EXTENDED;
+  return f;
+}
+
+std::string where(const Rule& r) { return r.file + ":" + std::to_string(r.line) + ": rule " + r.symbol + ": "; }
+
+bool hs_accepts(const std::string& pattern, unsigned flags) {
+  hs_expr_info_t* info = nullptr;
+  hs_compile_error_t* err = nullptr;
+  hs_error_t rc = hs_expression_info(pattern.c_str(), flags, &info, &err);
+  if (err) hs_free_compile_error(err);
+  bool ok = rc == HS_SUCCESS && info;
+  // A pattern that can match the empty string would hit every buffer;
+  // leave it to PCRE2, which gives it exactly the semantics it asks for.
+  if (ok && info->min_width == 0) ok = false;
+  std::free(info);
+  return ok;
+}
+
+// Candidate bookkeeping of one hs_scan call.
+struct ScanCtx {
+  const std::vector<Rule>* rules;
+  const std::vector<Engine>* engines;
+  const std::vector<int>* key_of;
+  int key;
+  std::vector<std::uint8_t>* matched;
+  std::vector<std::uint32_t>* candidates;
+};
+
+int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* p) {
+  auto* c = static_cast<ScanCtx*>(p);
+  if (c->key >= 0 && (*c->key_of)[id] != c->key) return 0;
+  if ((*c->matched)[id]) return 0;
+  if ((*c->engines)[id] == Engine::Prefilter) c->candidates->push_back(id);
+  else (*c->matched)[id] = 1;
+  return 0;
+}
+
+}  // namespace
+
+std::optional<std::string> check_pattern(const Rule& r) {
+  int errcode = 0;
+  PCRE2_SIZE off = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()), r.pattern.size(), pcre_flags(r),
+                                   &errcode, &off, nullptr);
+  if (code) {
+    pcre2_code_free(code);
+    return std::nullopt;
+  }
+  PCRE2_UCHAR msg[256];
+  pcre2_get_error_message(errcode, msg, sizeof msg);
+  return std::string(reinterpret_cast<char*>(msg)) + " at offset " + std::to_string(off);
+}
+
+bool is_heavy(std::string_view p, std::size_t heavy_length) {
+  if (p.size() > heavy_length) return true;
+  // Multiply bounded repeat maxima along the pattern: "(?:[a-z]\W{0,3}){10}"
+  // gives 30. Nesting is not tracked; a product over the whole pattern
+  // overestimates, which only costs a PCRE2 confirmation.
+  std::uint64_t product = 1;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (p[i] != '{') continue;
+    std::size_t j = i + 1;
+    unsigned lo = 0, hi = 0;
+    bool digits = false;
+    while (j < p.size() && std::isdigit(static_cast<unsigned char>(p[j]))) lo = std::min(lo * 10 + unsigned(p[j++] - '0'), 100000u), digits = true;
+    hi = lo;
+    if (j < p.size() && p[j] == ',') {
+      ++j;
+      hi = 0;
+      bool any = false;
+      while (j < p.size() && std::isdigit(static_cast<unsigned char>(p[j]))) hi = std::min(hi * 10 + unsigned(p[j++] - '0'), 100000u), any = true;
+      if (!any) hi = lo;  // {m,}: unbounded after m, cheap for Hyperscan
+    }
+    if (!digits || j >= p.size() || p[j] != '}') continue;
+    if (hi > 1) product = std::min<std::uint64_t>(product * hi, 1u << 30);
+    i = j;
+  }
+  return product > kHeavyRepeat;
+}
+
+// ---- building ----
+
+Result<std::shared_ptr<const RuleSet>> RuleSet::compile(std::vector<Rule> rules, const CompileOptions& opts,
+                                                        CompileReport* report) {
+  CompileReport local;
+  CompileReport& rep = report ? *report : local;
+  rep = {};
+  auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<RuleSet> set(new RuleSet());
+  set->rules_ = std::move(rules);
+  if (auto st = set->prepare(opts, rep); !st) return st.error();
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return std::shared_ptr<const RuleSet>(std::move(set));
+}
+
+RuleSet::~RuleSet() {
+  for (auto* c : pcre_)
+    if (c) pcre2_code_free(c);
+  for (auto* d : db_)
+    if (d) hs_free_database(d);
+  for (auto* s : scratch_pool_) hs_free_scratch(s);
+  if (proto_scratch_) hs_free_scratch(proto_scratch_);
+}
+
+Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
+  const auto n = rules_.size();
+  // PCRE2 first: it is the reference syntax (Perl), so a rule it rejects is
+  // an error in the rule, whatever Hyperscan thinks.
+  std::string errors;
+  std::vector<Rule> kept;
+  std::vector<pcre2_code*> codes;
+  for (auto& r : rules_) {
+    pcre2_code* code = nullptr;
+    if (r.cls != RuleClass::Meta && !r.exists) {
+      int errcode = 0;
+      PCRE2_SIZE off = 0;
+      code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()), r.pattern.size(), pcre_flags(r), &errcode,
+                           &off, nullptr);
+      if (!code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(errcode, msg, sizeof msg);
+        std::string e = where(r) + "bad pattern at offset " + std::to_string(off) + ": " + reinterpret_cast<char*>(msg);
+        if (opts.lenient) rep.dropped.push_back(e);
+        else errors += e + "\n";
+        continue;
+      }
+    }
+    kept.push_back(std::move(r));
+    codes.push_back(code);
+  }
+  rules_ = std::move(kept);
+  pcre_ = std::move(codes);
+  (void)n;
+  if (!errors.empty()) {
+    errors.pop_back();
+    return Error{Errc::Invalid, errors};
+  }
+
+  // Meta rules: resolve names, order inputs first, refuse cycles. In lenient
+  // mode a meta naming a dropped rule is dropped too (repeat until stable).
+  for (bool again = true; again;) {
+    again = false;
+    std::map<std::string, std::uint32_t, std::less<>> index;
+    for (std::uint32_t i = 0; i < rules_.size(); ++i) index.emplace(rules_[i].symbol, i);
+    meta_.assign(rules_.size(), MetaExpr{});
+    for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+      auto& r = rules_[i];
+      if (r.cls != RuleClass::Meta) continue;
+      auto m = MetaExpr::compile(r.expr, [&](std::string_view s) -> std::optional<std::uint32_t> {
+        auto it = index.find(s);
+        if (it == index.end()) return std::nullopt;
+        return it->second;
+      });
+      if (!m) {
+        std::string e = where(r) + m.error().detail;
+        if (!opts.lenient) {
+          errors += e + "\n";
+          continue;
+        }
+        rep.dropped.push_back(e);
+        rules_.erase(rules_.begin() + i);
+        pcre_.erase(pcre_.begin() + i);
+        again = true;
+        break;
+      }
+      meta_[i] = std::move(*m);
+    }
+  }
+  if (!errors.empty()) {
+    errors.pop_back();
+    return Error{Errc::Invalid, errors};
+  }
+  // Topological order of metas (depth-first; 1 = visiting, 2 = done).
+  std::vector<std::uint8_t> mark(rules_.size(), 0);
+  std::string cycle;
+  std::function<bool(std::uint32_t, unsigned)> visit = [&](std::uint32_t i, unsigned depth) {
+    if (rules_[i].cls != RuleClass::Meta || mark[i] == 2) return true;
+    if (mark[i] == 1 || depth > 1000) {
+      cycle = where(rules_[i]) + "meta rules refer to each other in a loop";
+      return false;
+    }
+    mark[i] = 1;
+    for (auto in : meta_[i].inputs())
+      if (!visit(in, depth + 1)) return false;
+    mark[i] = 2;
+    meta_order_.push_back(i);
+    return true;
+  };
+  for (std::uint32_t i = 0; i < rules_.size(); ++i)
+    if (!visit(i, 0)) return Error{Errc::Invalid, cycle};
+
+  // Header keys.
+  key_of_.assign(rules_.size(), -1);
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    const auto& r = rules_[i];
+    if (r.cls != RuleClass::Header) continue;
+    std::pair<std::string, std::string> k{r.header, r.modifier};
+    auto it = std::find(header_keys_.begin(), header_keys_.end(), k);
+    key_of_[i] = static_cast<int>(it - header_keys_.begin());
+    if (it == header_keys_.end()) header_keys_.push_back(std::move(k));
+  }
+
+  std::string text;
+  for (const auto& r : rules_) text += to_text(r);
+  hash_ = sha256_hex(text + "\n" + hs_version() + "\n" + std::string(kCacheMagic) + std::to_string(opts.heavy_length));
+
+  fs::path cache_file;
+  if (!opts.cache_dir.empty()) cache_file = opts.cache_dir / ("rules-" + hash_.substr(0, 32) + ".hsdb");
+  rep.cache_file = cache_file.string();
+  if (!cache_file.empty() && load_cache(cache_file)) {
+    rep.from_cache = true;
+  } else {
+    if (auto st = build_databases(opts, rep); !st) return st;
+    if (!cache_file.empty()) save_cache(cache_file);
+  }
+
+  // PCRE2 code is kept (and JIT-compiled) only where it runs.
+  pcre_only_.assign(kClassCount, {});
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    const auto e = engines_[i];
+    if (e == Engine::Pcre) pcre_only_[static_cast<int>(rules_[i].cls)].push_back(i);
+    if (e == Engine::Pcre || e == Engine::Prefilter) {
+      pcre2_jit_compile(pcre_[i], PCRE2_JIT_COMPLETE);  // failure is fine: the interpreter runs it
+    } else if (pcre_[i]) {
+      pcre2_code_free(pcre_[i]);
+      pcre_[i] = nullptr;
+    }
+    switch (e) {
+      case Engine::Hyperscan: ++rep.hyperscan; break;
+      case Engine::Prefilter: ++rep.prefilter; break;
+      case Engine::Pcre: ++rep.pcre; break;
+      case Engine::None: rules_[i].cls == RuleClass::Meta ? ++rep.meta : ++rep.other; break;
+    }
+  }
+  for (auto* d : db_) {
+    if (!d) continue;
+    if (hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
+  }
+  return {};
+}
+
+Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) {
+  (void)rep;
+  engines_.assign(rules_.size(), Engine::None);
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    const auto& r = rules_[i];
+    if (r.cls == RuleClass::Meta || r.exists) continue;
+    const auto pat = hs_pattern(r);
+    // Very long patterns (SpamAssassin's replace_tag expansions: thousands of
+    // bytes of alternations with lookaheads) take seconds each to compile in
+    // either Hyperscan mode and make the whole database slow to build; PCRE2
+    // runs them directly.
+    if (r.pattern.size() > opts.heavy_length) {
+      engines_[i] = Engine::Pcre;
+      continue;
+    }
+    const bool heavy = is_heavy(r.pattern, opts.heavy_length);
+    if (!heavy && hs_accepts(pat, hs_flags(r))) engines_[i] = Engine::Hyperscan;
+    else if (hs_accepts(pat, hs_flags(r) | HS_FLAG_PREFILTER)) engines_[i] = Engine::Prefilter;
+    else engines_[i] = Engine::Pcre;
+  }
+  for (int c = 0; c < kClassCount; ++c) {
+    // hs_compile_multi names the first expression it refuses; demote that
+    // one and try again (expression_info does not catch everything).
+    for (;;) {
+      std::vector<std::string> pats;
+      std::vector<const char*> ptrs;
+      std::vector<unsigned> flags, ids;
+      for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+        if (static_cast<int>(rules_[i].cls) != c) continue;
+        if (engines_[i] != Engine::Hyperscan && engines_[i] != Engine::Prefilter) continue;
+        pats.push_back(hs_pattern(rules_[i]));
+        flags.push_back(hs_flags(rules_[i]) | (engines_[i] == Engine::Prefilter ? HS_FLAG_PREFILTER : 0));
+        ids.push_back(i);
+      }
+      if (pats.empty()) break;
+      for (auto& p : pats) ptrs.push_back(p.c_str());
+      hs_compile_error_t* err = nullptr;
+      hs_error_t rc = hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
+                                       HS_MODE_BLOCK, nullptr, &db_[c], &err);
+      if (rc == HS_SUCCESS) break;
+      int bad = err ? err->expression : -1;
+      std::string msg = err && err->message ? err->message : "unknown error";
+      if (err) hs_free_compile_error(err);
+      if (bad < 0) return Error{Errc::Invalid, std::string("hyperscan: ") + std::string(class_name(RuleClass(c))) + " rules: " + msg};
+      auto id = ids[static_cast<std::size_t>(bad)];
+      engines_[id] = engines_[id] == Engine::Hyperscan ? Engine::Prefilter : Engine::Pcre;
+    }
+  }
+  return {};
+}
+
+// ---- cache file: magic, rule count, one engine byte per rule, then per
+// class a length and the hs_serialize_database bytes (0: no database). ----
+
+namespace {
+
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+bool get_u64(std::string_view& in, std::uint64_t& v) {
+  if (in.size() < 8) return false;
+  v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<unsigned char>(in[static_cast<std::size_t>(i)])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+
+}  // namespace
+
+void RuleSet::save_cache(const fs::path& file) const {
+  std::string out(kCacheMagic);
+  put_u64(out, rules_.size());
+  for (auto e : engines_) out += static_cast<char>(e);
+  for (auto* d : db_) {
+    char* bytes = nullptr;
+    std::size_t len = 0;
+    if (d && hs_serialize_database(d, &bytes, &len) == HS_SUCCESS) {
+      put_u64(out, len);
+      out.append(bytes, len);
+      std::free(bytes);
+    } else {
+      put_u64(out, 0);
+    }
+  }
+  // Written beside and renamed, so a reader never sees half a file. A
+  // cache that cannot be written only costs the next start a compile.
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  fs::path tmp = file;
+  tmp += ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o.write(out.data(), static_cast<std::streamsize>(out.size()));
+    if (!o) {
+      fs::remove(tmp, ec);
+      return;
+    }
+  }
+  fs::rename(tmp, file, ec);
+  if (ec) fs::remove(tmp, ec);
+}
+
+bool RuleSet::load_cache(const fs::path& file) {
+  std::ifstream f(file, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream buf;
+  buf << f.rdbuf();
+  const std::string data = buf.str();
+  std::string_view in = data;
+  if (!in.starts_with(kCacheMagic)) return false;
+  in.remove_prefix(kCacheMagic.size());
+  std::uint64_t n = 0;
+  if (!get_u64(in, n) || n != rules_.size() || in.size() < n) return false;
+  std::vector<Engine> engines(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto e = static_cast<unsigned char>(in[i]);
+    if (e > static_cast<unsigned char>(Engine::Pcre)) return false;
+    engines[i] = static_cast<Engine>(e);
+  }
+  in.remove_prefix(n);
+  hs_database* dbs[kClassCount] = {};
+  bool ok = true;
+  for (int c = 0; c < kClassCount && ok; ++c) {
+    std::uint64_t len = 0;
+    if (!get_u64(in, len) || len > in.size()) ok = false;
+    else if (len && hs_deserialize_database(in.data(), len, &dbs[c]) != HS_SUCCESS) ok = false;
+    if (ok) in.remove_prefix(len);
+  }
+  if (!ok || !in.empty()) {
+    for (auto* d : dbs)
+      if (d) hs_free_database(d);
+    return false;
+  }
+  engines_ = std::move(engines);
+  std::copy(std::begin(dbs), std::end(dbs), db_);
+  return true;
+}
+
+// ---- scanning ----
+
+hs_scratch* RuleSet::take_scratch() const {
+  {
+    std::lock_guard lk(scratch_mu_);
+    if (!scratch_pool_.empty()) {
+      auto* s = scratch_pool_.back();
+      scratch_pool_.pop_back();
+      return s;
+    }
+  }
+  hs_scratch_t* s = nullptr;
+  if (proto_scratch_ && hs_clone_scratch(proto_scratch_, &s) != HS_SUCCESS) return nullptr;
+  return s;
+}
+
+void RuleSet::give_scratch(hs_scratch* s) const {
+  if (!s) return;
+  std::lock_guard lk(scratch_mu_);
+  scratch_pool_.push_back(s);
+}
+
+struct RuleSet::State {
+  hs_scratch* scratch = nullptr;
+  std::vector<std::uint8_t> matched;
+  std::vector<std::uint32_t> candidates;
+};
+
+bool RuleSet::pcre_match(std::uint32_t id, std::string_view buf) const {
+  pcre2_code* code = pcre_[id];
+  if (!code) return false;
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
+  // The limit bounds backtracking on hostile input (e.g. nested repeats).
+  pcre2_match_context* mc = pcre2_match_context_create(nullptr);
+  pcre2_set_match_limit(mc, kPcreMatchLimit);
+  pcre2_set_depth_limit(mc, kPcreMatchLimit / 10);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), 0, 0, md, mc);
+  pcre2_match_context_free(mc);
+  pcre2_match_data_free(md);
+  if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) limit_hits_.fetch_add(1, std::memory_order_relaxed);
+  return rc >= 0;
+}
+
+Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const {
+  const int c = static_cast<int>(cls);
+  if (db_[c]) {
+    st.candidates.clear();
+    ScanCtx ctx{&rules_, &engines_, &key_of_, key, &st.matched, &st.candidates};
+    hs_error_t rc = hs_scan(db_[c], buf.empty() ? "" : buf.data(), static_cast<unsigned>(buf.size()), 0, st.scratch,
+                            on_match, &ctx);
+    if (rc != HS_SUCCESS) return Error{Errc::ScanUnavailable, "hs_scan failed: " + std::to_string(rc)};
+    for (auto id : st.candidates)
+      if (!st.matched[id] && pcre_match(id, buf)) st.matched[id] = 1;
+  }
+  for (auto id : pcre_only_[static_cast<std::size_t>(c)]) {
+    if (st.matched[id] || (key >= 0 && key_of_[id] != key)) continue;
+    if (pcre_match(id, buf)) st.matched[id] = 1;
+  }
+  return {};
+}
+
+namespace {
+
+// The address inside <...>, or the whole value trimmed (SpamAssassin :addr).
+std::string addr_of(std::string_view v) {
+  auto lt = v.rfind('<');
+  auto gt = v.rfind('>');
+  if (lt != std::string_view::npos && gt != std::string_view::npos && gt > lt) return std::string(v.substr(lt + 1, gt - lt - 1));
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+  return std::string(v);
+}
+
+// The display name before <...>, quotes removed (SpamAssassin :name).
+std::string name_of(std::string_view v) {
+  auto lt = v.find('<');
+  if (lt == std::string_view::npos) return {};
+  v = v.substr(0, lt);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '"')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '"')) v.remove_suffix(1);
+  return std::string(v);
+}
+
+}  // namespace
+
+Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in) const {
+  State st;
+  st.matched.assign(rules_.size(), 0);
+  st.scratch = take_scratch();
+  if (proto_scratch_ && !st.scratch) return Error{Errc::ScanUnavailable, "no Hyperscan scratch"};
+  struct Give {
+    const RuleSet* s;
+    hs_scratch* h;
+    ~Give() { s->give_scratch(h); }
+  } give{this, st.scratch};
+
+  // Headers: one buffer per (name, modifier) the rules ask for; several
+  // fields of one name are joined with newlines (as SpamAssassin does).
+  std::vector<std::uint8_t> present(header_keys_.size(), 0);
+  for (std::size_t k = 0; k < header_keys_.size(); ++k) {
+    const auto& [name, mod] = header_keys_[k];
+    std::string buf;
+    bool found = false;
+    for (const auto& h : in.headers) {
+      if (name == "all") {
+        buf += h.name + ": " + (mod == "raw" ? h.raw : h.value) + "\n";
+        found = true;
+        continue;
+      }
+      if (h.name != name) continue;
+      if (found) buf += '\n';
+      found = true;
+      if (mod == "raw") buf += h.raw;
+      else if (mod == "addr") buf += addr_of(h.value);
+      else if (mod == "name") buf += name_of(h.value);
+      else buf += h.value;
+    }
+    present[k] = found;
+    if (!found) continue;
+    if (auto s = scan_buffer(RuleClass::Header, static_cast<int>(k), buf, st); !s) return s.error();
+  }
+  if (auto s = scan_buffer(RuleClass::Body, -1, in.body, st); !s) return s.error();
+  if (auto s = scan_buffer(RuleClass::RawBody, -1, in.rawbody, st); !s) return s.error();
+  if (auto s = scan_buffer(RuleClass::Full, -1, in.full, st); !s) return s.error();
+  for (const auto& u : in.uris)
+    if (auto s = scan_buffer(RuleClass::Uri, -1, u, st); !s) return s.error();
+
+  std::vector<std::int64_t> values(rules_.size(), 0);
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const auto& r = rules_[i];
+    if (r.cls == RuleClass::Header) {
+      const bool has = present[static_cast<std::size_t>(key_of_[i])];
+      values[i] = r.exists ? has : r.negate ? !st.matched[i] : st.matched[i];
+    } else {
+      values[i] = st.matched[i];
+    }
+  }
+  for (auto i : meta_order_) values[i] = meta_[i].eval(values) != 0;
+  return values;
+}
+
+Result<std::vector<const Rule*>> RuleSet::scan(const Input& in) const {
+  auto v = evaluate(in);
+  if (!v) return v.error();
+  std::vector<const Rule*> out;
+  for (std::size_t i = 0; i < rules_.size(); ++i)
+    if ((*v)[i] && rules_[i].reported()) out.push_back(&rules_[i]);
+  return out;
+}
+
+}  // namespace moat::rules

@@ -1,0 +1,136 @@
+// The embedded mailbox store: files under data_dir/store, no server needed.
+// Layout (docs/store.md):
+//   bodies/xx/GUID          one body file per message, shared by every
+//                           mailbox that holds it (single instance),
+//                           optionally zstd-compressed; written once, fsynced
+//   users/USER/mailboxes    the user's mailbox list, replaced atomically
+//   users/USER/MBGUID/index the mailbox's append-only index log
+//   tmp/                    bodies being written
+// Crash safety: body fsynced and renamed into place (directory fsynced),
+// then the index record appended and fdatasynced; a torn index tail is cut
+// off on open, a damaged index is rebuilt from the owners recorded in the
+// body files. Several processes may open one store (moatd, moatctl): every
+// index operation holds flock() on the index file.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+#include "store/mailbox_store.hpp"
+
+namespace moat::store {
+
+struct FsOptions {
+  std::filesystem::path root;                 // data_dir/store
+  bool compress = false;                      // zstd for bodies of at least compress_min bytes
+  std::size_t compress_min = 4096;
+  int zstd_level = 3;
+  std::chrono::seconds sweep_grace{600};      // unreferenced bodies younger than this are kept (in-flight deliveries)
+  std::size_t compact_min_dead = 64;          // rewrite an index when it has this many dead records ...
+};
+
+// Checks and normalises a mailbox name ("inbox/x" -> "INBOX/x").
+Result<std::string> normalize_mailbox_name(std::string_view name);
+// A user's folder name: lower-cased, bytes outside [a-z0-9@._+-] and a
+// leading '.' as %XX, so no user name can form a path.
+std::string user_dir_name(std::string_view user);
+
+class FsStore final : public MailboxStore {
+ public:
+  static Result<std::unique_ptr<FsStore>> open(FsOptions options);
+  ~FsStore() override;
+
+  Status create_user(std::string_view user) override;
+  Status delete_user(std::string_view user) override;
+  Result<bool> user_exists(std::string_view user) override;
+  Result<Usage> usage(std::string_view user) override;
+
+  Result<std::vector<MailboxInfo>> list(std::string_view user) override;
+  Status create(std::string_view user, std::string_view name, SpecialUse use = SpecialUse::None) override;
+  Status rename(std::string_view user, std::string_view from, std::string_view to) override;
+  Status remove(std::string_view user, std::string_view name) override;
+  Status set_subscribed(std::string_view user, std::string_view name, bool subscribed) override;
+  Result<MailboxStatus> status(std::string_view user, std::string_view name) override;
+
+  Result<std::vector<MessageInfo>> messages(std::string_view user, std::string_view name) override;
+  Result<std::vector<MessageInfo>> messages(std::string_view user, std::string_view name,
+                                            const UidRanges& uids) override;
+  Result<std::uint32_t> append(std::string_view user, std::string_view name, const AppendRequest& req) override;
+  Result<std::string> fetch(std::string_view user, std::string_view name, std::uint32_t uid, std::uint64_t offset = 0,
+                            std::uint64_t length = UINT64_MAX) override;
+  Status set_cache(std::string_view user, std::string_view name, std::uint32_t uid, std::string envelope,
+                   std::string bodystructure) override;
+  Result<StoreResult> store_flags(std::string_view user, std::string_view name, const UidRanges& uids,
+                                  const FlagUpdate& update) override;
+  Result<CopyResult> copy(std::string_view user, std::string_view from, const UidRanges& uids,
+                          std::string_view to) override;
+  Result<CopyResult> move(std::string_view user, std::string_view from, const UidRanges& uids,
+                          std::string_view to) override;
+  Result<std::vector<std::uint32_t>> expunge(std::string_view user, std::string_view name,
+                                             const std::optional<UidRanges>& uids = std::nullopt) override;
+  Result<Changes> changes_since(std::string_view user, std::string_view name, std::uint64_t modseq) override;
+
+  std::vector<DeliveryResult> deliver(std::string_view content, std::int64_t internaldate,
+                                      const std::vector<DeliveryTarget>& targets) override;
+
+  std::unique_ptr<Subscription> watch(std::string_view user, std::string_view name,
+                                      std::function<void(const ChangeEvent&)> callback) override;
+
+  Status compact() override;
+
+  // --- for admins and tests ---
+  const FsOptions& options() const { return opt_; }
+  // Bytes of body files on disk (after compression), and how many.
+  Result<std::pair<std::uint64_t, std::uint64_t>> body_usage();
+
+ private:
+  struct Box;
+  struct WatchList;
+  struct UserList;
+  class UserLock;
+  class Sub;
+  explicit FsStore(FsOptions options);
+
+  std::filesystem::path user_dir(std::string_view user) const;
+  Result<UserList> read_list(std::string_view user) const;
+  static Result<UserList> read_list_file(const std::filesystem::path& file, std::string_view user);
+  Status write_list(std::string_view user, const UserList& list) const;
+  std::shared_ptr<std::mutex> user_mutex(std::string_view user);
+  Status create_locked(std::string_view user, UserList& list, const std::string& name, SpecialUse use);
+  Result<std::string> resolve(std::string_view user, std::string_view name);
+  std::shared_ptr<Box> box(std::string_view user, const std::string& guid);
+  template <class F>
+  auto with_box(std::string_view user, std::string_view name, F&& fn) -> decltype(fn(std::declval<Box&>()));
+  Status lock_box(Box& b);
+  void unlock_box(Box& b);
+  Status load(Box& b, bool full);
+  Status rebuild(Box& b, std::size_t valid_end, bool had_header);
+  Status append_records(Box& b, const std::string& bytes);
+  Status write_snapshot(Box& b);
+  Result<std::string> write_body(std::string_view content, std::int64_t date,
+                                 const std::vector<std::pair<std::string, std::string>>& owners);
+  Result<std::uint32_t> append_locked(Box& b, MessageInfo info);
+  std::vector<std::uint32_t> expunge_locked(Box& b, const std::optional<UidRanges>& uids, bool only_deleted,
+                                            Status& st);
+  Result<CopyResult> copy_impl(std::string_view user, std::string_view from, const UidRanges& uids,
+                               std::string_view to, bool move);
+  void notify(Box& b);
+  std::filesystem::path body_path(std::string_view guid) const;
+
+  FsOptions opt_;
+  std::mutex mu_;                                       // guards the maps below
+  std::map<std::string, std::shared_ptr<Box>> boxes_;   // user dir + '/' + mailbox guid
+  std::map<std::string, std::shared_ptr<std::mutex>> user_mu_;
+  std::map<std::string, std::shared_ptr<WatchList>> watches_;
+  // copy/move hold it shared, compact()'s body sweep exclusive: a body must
+  // not be swept while a copy is adding a reference to it (with a flock on
+  // sweep.lock for other processes).
+  std::shared_mutex sweep_mu_;
+  int sweep_fd_ = -1;
+};
+
+}  // namespace moat::store

@@ -1,0 +1,46 @@
+// IMAP server session (RFC 3501 IMAP4rev1, with RFC 7888 LITERAL+, RFC 2177
+// IDLE, RFC 3691 UNSELECT, RFC 4315 UIDPLUS, RFC 6851 MOVE, RFC 2342
+// NAMESPACE, RFC 2971 ID, RFC 5161 ENABLE, RFC 4959 SASL-IR, RFC 6154
+// SPECIAL-USE, RFC 3348 CHILDREN; STARTTLS and RFC 8314 implicit TLS) over
+// the mailbox store. Sessions on one mailbox see each other's changes:
+// EXISTS, EXPUNGE and FETCH FLAGS on NOOP/IDLE and after commands, with
+// IDLE pushed from the store's watch() hook. Login only over TLS.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gateway/session_io.hpp"
+
+namespace moat::directory {
+class Directory;
+}
+
+namespace moat::store {
+class MailboxStore;
+}
+
+namespace moat::store::imap {
+
+namespace asio = boost::asio;
+
+struct Deps {
+  MailboxStore* store = nullptr;
+  directory::Directory* directory = nullptr;
+  asio::thread_pool* blocking = nullptr;
+  std::string hostname = "localhost";
+  bool tls_available = false;
+  bool implicit_tls = false;
+  std::chrono::seconds command_timeout{1800};  // RFC 9051 §5.4: at least 30 minutes idle
+  std::uint64_t max_append = 10 * 1024 * 1024;
+  unsigned max_auth_failures = 3;
+  unsigned max_errors = 20;
+};
+
+asio::awaitable<void> run_session(Deps deps, std::unique_ptr<gateway::SessionIo> io);
+
+}  // namespace moat::store::imap

@@ -1,0 +1,175 @@
+// Antivirus filter, moatd side: the request built from a message, symbols
+// and the forced verdict from a reply, and the client against a fake
+// moat-scand on a real Unix socket (answers, crashes mid-scan, hangs).
+// moat-scand itself (libclamav) is tested end to end in
+// tests/integration/test_antivirus.py.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "filters/antivirus/antivirus.hpp"
+#include "filters/antivirus/client.hpp"
+#include "filters/policy.hpp"
+#include "filters/scores.hpp"
+
+using namespace moat;
+using namespace moat::filters;
+namespace scand = moat::proto::scand;
+namespace asio = boost::asio;
+using asio::local::stream_protocol;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream o;
+  o << in.rdbuf();
+  return o.str();
+}
+
+std::filesystem::path eicar_dir() {
+  return std::filesystem::path(MOAT_SOURCE_DIR) / ".." / "shared" / "testdata" / "clamav" / "eicar";
+}
+
+enum class Fake { Answer, Close, Hang };
+
+// One connection: read a request frame, then behave as told.
+asio::awaitable<void> fake_scand(stream_protocol::acceptor* acc, Fake mode) {
+  auto sock = co_await acc->async_accept(asio::use_awaitable);
+  scand::Decoder d;
+  char buf[4096];
+  while (!d.has_frame()) {
+    std::size_t n = co_await sock.async_read_some(asio::buffer(buf), asio::use_awaitable);
+    REQUIRE(d.feed(std::string_view(buf, n)));
+  }
+  auto f = d.next();
+  REQUIRE(f.type == scand::FrameType::ScanRequest);
+  auto req = scand::decode_request(f.payload, {});
+  REQUIRE(req);
+  if (mode == Fake::Close) co_return;  // socket closed: a crash mid-scan
+  if (mode == Fake::Hang) {
+    asio::steady_timer t(sock.get_executor(), std::chrono::seconds(5));
+    co_await t.async_wait(asio::use_awaitable);
+    co_return;
+  }
+  scand::ScanReply rep;
+  rep.id = req->id;
+  rep.verdict = scand::Verdict::Virus;
+  rep.findings.push_back({std::uint16_t(req->items.size() - 1), scand::Verdict::Virus, "Test.Sig"});
+  std::string out = scand::encode(rep);
+  co_await asio::async_write(sock, asio::buffer(out), asio::use_awaitable);
+}
+
+struct ClientRun {
+  Result<scand::ScanReply> result{Errc::TempFailure};
+  std::chrono::milliseconds took{};
+};
+
+asio::awaitable<void> run_client(std::filesystem::path path, scand::ScanRequest req, ClientRun* out,
+                                 asio::io_context* io) {
+  auto start = std::chrono::steady_clock::now();
+  out->result = co_await antivirus::scan(path, req, std::chrono::milliseconds(300), {});
+  out->took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  io->stop();
+}
+
+ClientRun exchange(Fake mode) {
+  auto path = std::filesystem::temp_directory_path() / ("moat-av-test-" + std::to_string(::getpid()) + ".sock");
+  std::filesystem::remove(path);
+  asio::io_context io;
+  stream_protocol::acceptor acc(io, stream_protocol::endpoint(path.string()));
+  scand::ScanRequest req{42, {{scand::ItemKind::Message, "message", "x"}, {scand::ItemKind::Part, "a.exe", "y"}}};
+  ClientRun out;
+  asio::co_spawn(io, fake_scand(&acc, mode), asio::detached);
+  asio::co_spawn(io, run_client(path, req, &out, &io), asio::detached);
+  io.run();
+  std::filesystem::remove(path);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("antivirus: the request holds the raw message and the decoded parts", "[antivirus]") {
+  const std::string msg = slurp(eicar_dir() / "eicar-zip-attachment.eml");
+  auto r = antivirus::build_request(msg, {}, 9);
+  CHECK(r.scan.id == 9);
+  CHECK(r.limit.empty());
+  REQUIRE(r.scan.items.size() >= 2);
+  CHECK(r.scan.items[0].kind == scand::ItemKind::Message);
+  CHECK(r.scan.items[0].data == msg);
+  bool zip = false;
+  for (const auto& it : r.scan.items) zip = zip || it.data == slurp(eicar_dir() / "eicar.zip");
+  CHECK(zip);
+  // It fits the frame limits both sides use.
+  CHECK(scand::encode(r.scan).size() - 4 <= antivirus::frame_limits(config::Config{}).max_frame);
+}
+
+TEST_CASE("antivirus: findings become symbols that force Quarantine, never Reject", "[antivirus]") {
+  scand::ScanRequest req{1, {{scand::ItemKind::Message, "message", ""}, {scand::ItemKind::Part, "eicar\r\n.com", ""}}};
+  scand::ScanReply rep{1, scand::Verdict::LimitExceeded, "", {}};
+  rep.findings.push_back({1, scand::Verdict::Virus, "Moat.Test.EICAR.NDB"});
+  rep.findings.push_back({0, scand::Verdict::LimitExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"});
+  ScanContext ctx;
+  antivirus::add_symbols(rep, req, ctx);
+  REQUIRE(ctx.symbols.size() == 2);
+  CHECK(ctx.symbols[0].name == "VIRUS_FOUND");
+  CHECK(ctx.symbols[0].detail == "Moat.Test.EICAR.NDB in eicar??.com");  // no CR/LF into logs
+  CHECK(ctx.symbols[1].name == "AV_LIMIT_EXCEEDED");
+  Scores scores;
+  config::Actions actions;
+  for (const char* sym : {"VIRUS_FOUND", "AV_LIMIT_EXCEEDED", "AV_SCAN_ERROR"}) {
+    INFO(sym);
+    std::vector<Symbol> s{{sym, scores.score(sym), "x"}};
+    auto v = decide(s, actions, Phase::EndOfData);
+    CHECK(v.action == Action::Quarantine);
+    // Even with a high quarantine threshold the virus is held.
+    config::Actions lax = actions;
+    lax.quarantine = 1000;
+    lax.tag = 1000;
+    CHECK(decide(s, lax, Phase::EndOfData).action == Action::Quarantine);
+  }
+}
+
+TEST_CASE("antivirus client: a verdict from the scanner", "[antivirus]") {
+  auto r = exchange(Fake::Answer);
+  REQUIRE(r.result);
+  CHECK(r.result->id == 42);
+  REQUIRE(r.result->findings.size() == 1);
+  CHECK(r.result->findings[0].signature == "Test.Sig");
+}
+
+TEST_CASE("antivirus client: a scanner that dies mid-scan is a temporary error (451)", "[antivirus]") {
+  auto r = exchange(Fake::Close);
+  REQUIRE_FALSE(r.result);
+  CHECK(r.result.error().code == Errc::ScanUnavailable);
+  CHECK(format_reply(r.result.error().code).rfind("451 4.7.1", 0) == 0);
+}
+
+TEST_CASE("antivirus client: a scanner that hangs times out (451)", "[antivirus]") {
+  auto r = exchange(Fake::Hang);
+  REQUIRE_FALSE(r.result);
+  CHECK(r.result.error().code == Errc::ScanTimeout);
+  CHECK(r.took >= std::chrono::milliseconds(300));
+  CHECK(r.took < std::chrono::milliseconds(3000));
+}
+
+TEST_CASE("antivirus client: no scanner listening is a temporary error", "[antivirus]") {
+  asio::io_context io;
+  ClientRun out;
+  scand::ScanRequest req{1, {{scand::ItemKind::Message, "message", "x"}}};
+  asio::co_spawn(io, run_client("/nonexistent/moat-scand.sock", req, &out, &io), asio::detached);
+  io.run();
+  REQUIRE_FALSE(out.result);
+  CHECK(out.result.error().code == Errc::ScanUnavailable);
+}

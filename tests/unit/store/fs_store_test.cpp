@@ -1,0 +1,477 @@
+// Unit tests for the file mailbox store (store/fs_store): mailboxes, UIDs,
+// flags with CONDSTORE, copy/move/expunge, single-instance delivery, crash
+// leftovers (torn index tails, damaged and missing indexes), compaction and
+// concurrent deliveries to one mailbox.
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/failpoint.hpp"
+#include "store/fs_store.hpp"
+#include "store/index_format.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace moat;
+using namespace moat::store;
+
+namespace {
+
+std::unique_ptr<FsStore> open_store(const fs::path& root, bool compress = false) {
+  FsOptions o;
+  o.root = root;
+  o.compress = compress;
+  o.compress_min = 64;
+  o.sweep_grace = std::chrono::seconds(0);
+  o.compact_min_dead = 4;
+  auto s = FsStore::open(o);
+  REQUIRE(s.ok());
+  return std::move(*s);
+}
+
+std::string message(int n, std::size_t pad = 0) {
+  return "From: a@example.org\r\nTo: b@example.test\r\nSubject: message " + std::to_string(n) + "\r\n\r\n" +
+         std::string(pad, 'x') + "body " + std::to_string(n) + "\r\n";
+}
+
+std::uint32_t append(FsStore& s, const std::string& user, const std::string& box, const std::string& msg,
+                     Flags flags = 0) {
+  AppendRequest r;
+  r.content = msg;
+  r.flags = flags;
+  auto uid = s.append(user, box, r);
+  REQUIRE(uid.ok());
+  return *uid;
+}
+
+fs::path index_of(FsStore& s, const std::string& user, const std::string& box) {
+  auto boxes = s.list(user);
+  REQUIRE(boxes.ok());
+  for (const auto& b : *boxes)
+    if (b.name == box) return s.options().root / "users" / user_dir_name(user) / b.guid / "index";
+  FAIL("no mailbox " << box);
+  return {};
+}
+
+std::vector<std::uint32_t> uids_of(FsStore& s, const std::string& user, const std::string& box) {
+  auto m = s.messages(user, box);
+  REQUIRE(m.ok());
+  std::vector<std::uint32_t> out;
+  for (const auto& x : *m) out.push_back(x.uid);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("new users get INBOX, Drafts, Sent, Junk and Trash", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("alice@example.test").ok());
+  REQUIRE(s->create_user("alice@example.test").ok());  // idempotent
+  auto boxes = s->list("ALICE@example.test");          // user names are case-insensitive
+  REQUIRE(boxes.ok());
+  REQUIRE(boxes->size() == 5);
+  CHECK((*boxes)[0].name == "INBOX");
+  std::map<std::string, SpecialUse> uses;
+  for (const auto& b : *boxes) uses[b.name] = b.special_use;
+  CHECK(uses["Drafts"] == SpecialUse::Drafts);
+  CHECK(uses["Sent"] == SpecialUse::Sent);
+  CHECK(uses["Junk"] == SpecialUse::Junk);
+  CHECK(uses["Trash"] == SpecialUse::Trash);
+  CHECK(special_use_name(SpecialUse::Junk) == "\\Junk");
+  CHECK(s->list("nobody@example.test").error().code == Errc::NotFound);
+}
+
+TEST_CASE("mailbox names are checked and never become paths", "[store]") {
+  for (const char* bad : {"", "/a", "a/", "a//b", "..", "a/../b", ".", "a\nb", "a*", "50%", "\xff\xfe"}) {
+    INFO(bad);
+    CHECK(normalize_mailbox_name(bad).error().code == Errc::Invalid);
+  }
+  CHECK(*normalize_mailbox_name("inbox") == "INBOX");
+  CHECK(*normalize_mailbox_name("Inbox/Sub") == "INBOX/Sub");
+  CHECK(*normalize_mailbox_name("Inboxes") == "Inboxes");
+  CHECK(*normalize_mailbox_name("Archiv/2026/März") == "Archiv/2026/März");
+  CHECK(user_dir_name("../../etc") == "%2E.%2F..%2Fetc");  // one file name: no '/' survives
+  CHECK(user_dir_name("a/b\\c\x01") == "a%2Fb%5Cc%01");
+  CHECK(user_dir_name("Bob@Example.TEST") == "bob@example.test");
+  CHECK(user_dir_name(".hidden") == "%2Ehidden");
+
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  CHECK(s->create("u", "../escape").error().code == Errc::Invalid);
+  REQUIRE(s->create("u", "Projects/moat").ok());
+  CHECK(s->create("u", "Projects/moat").error().code == Errc::Invalid);
+  // Folders are GUIDs: nothing named after the mailbox exists on disk.
+  for (const auto& e : fs::recursive_directory_iterator(tmp.path))
+    CHECK(e.path().filename().string().find("moat") == std::string::npos);
+}
+
+TEST_CASE("append, fetch whole and by range, status", "[store]") {
+  test::TempDir tmp;
+  for (bool compress : {false, true}) {
+    INFO("compress " << compress);
+    auto s = open_store(tmp.path / (compress ? "z" : "plain"), compress);
+    REQUIRE(s->create_user("u").ok());
+    auto before = s->status("u", "INBOX");
+    REQUIRE(before.ok());
+    CHECK(before->uidnext == 1);
+    CHECK(before->uidvalidity > 0);
+    const auto m1 = message(1, 3000), m2 = message(2);
+    CHECK(append(*s, "u", "INBOX", m1, kSeen) == 1);
+    CHECK(append(*s, "u", "INBOX", m2) == 2);
+    CHECK(*s->fetch("u", "INBOX", 1) == m1);
+    CHECK(*s->fetch("u", "inbox", 2) == m2);
+    CHECK(*s->fetch("u", "INBOX", 1, 6, 13) == m1.substr(6, 13));
+    CHECK(*s->fetch("u", "INBOX", 1, m1.size() - 3, 100) == m1.substr(m1.size() - 3));
+    CHECK(s->fetch("u", "INBOX", 1, m1.size() + 10, 5)->empty());
+    CHECK(s->fetch("u", "INBOX", 3).error().code == Errc::NotFound);
+    auto st = s->status("u", "INBOX");
+    REQUIRE(st.ok());
+    CHECK(st->messages == 2);
+    CHECK(st->unseen == 1);
+    CHECK(st->uidnext == 3);
+    CHECK(st->uidvalidity == before->uidvalidity);
+    CHECK(st->size == m1.size() + m2.size());
+    CHECK(st->highest_modseq > before->highest_modseq);
+    auto msgs = s->messages("u", "INBOX");
+    REQUIRE(msgs->size() == 2);
+    CHECK((*msgs)[0].size == m1.size());
+    CHECK((*msgs)[0].flags == kSeen);
+    CHECK(format::valid_guid((*msgs)[0].guid));
+    CHECK((*msgs)[0].guid != (*msgs)[1].guid);
+    // A second store object (another process) sees the same.
+    auto other = open_store(s->options().root, compress);
+    CHECK(*other->fetch("u", "INBOX", 1) == m1);
+    if (compress) {
+      auto usage = s->body_usage();
+      CHECK(usage->first < m1.size() + m2.size());  // the padded one shrank
+    }
+  }
+}
+
+TEST_CASE("flags, keywords and UNCHANGEDSINCE", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  for (int i = 1; i <= 3; ++i) append(*s, "u", "INBOX", message(i));
+  auto m0 = *s->messages("u", "INBOX");
+  FlagUpdate add{FlagUpdate::Mode::Add, kFlagged, {"$Important", "$important", "Work"}, std::nullopt};
+  auto r = s->store_flags("u", "INBOX", {{1, 2}}, add);
+  REQUIRE(r.ok());
+  REQUIRE(r->changed.size() == 2);
+  CHECK(r->changed[0].flags == kFlagged);
+  CHECK(r->changed[0].keywords == std::vector<std::string>{"$Important", "Work"});  // duplicates folded
+  CHECK(r->changed[0].modseq > m0[0].modseq);
+  // Unchanged flags do not bump MODSEQ.
+  auto again = s->store_flags("u", "INBOX", {{1, 1}}, add);
+  CHECK(again->changed.empty());
+  // UNCHANGEDSINCE older than message 1's modseq: reported, not changed.
+  FlagUpdate cond{FlagUpdate::Mode::Replace, kSeen, {}, m0[2].modseq};
+  auto c = s->store_flags("u", "INBOX", {{1, 3}}, cond);
+  REQUIRE(c.ok());
+  CHECK(c->modified == std::vector<std::uint32_t>{1, 2});
+  REQUIRE(c->changed.size() == 1);
+  CHECK(c->changed[0].uid == 3);
+  CHECK(c->changed[0].flags == kSeen);
+  FlagUpdate rm{FlagUpdate::Mode::Remove, kFlagged, {"WORK"}, std::nullopt};
+  auto d = s->store_flags("u", "INBOX", {{2, 2}}, rm);
+  REQUIRE(d->changed.size() == 1);
+  CHECK(d->changed[0].flags == 0);
+  CHECK(d->changed[0].keywords == std::vector<std::string>{"$Important"});
+  // Changes since the start: all three.
+  auto ch = s->changes_since("u", "INBOX", m0[2].modseq);
+  REQUIRE(ch.ok());
+  CHECK(ch->changed.size() == 3);
+  CHECK(ch->highest_modseq == s->status("u", "INBOX")->highest_modseq);
+  // State survives a reopen.
+  auto s2 = open_store(tmp.path);
+  auto m = *s2->messages("u", "INBOX");
+  CHECK(m[0].flags == kFlagged);
+  CHECK(m[1].keywords == std::vector<std::string>{"$Important"});
+  CHECK(m[2].flags == kSeen);
+}
+
+TEST_CASE("expunge, copy, move, QRESYNC vanished", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  for (int i = 1; i <= 5; ++i) append(*s, "u", "INBOX", message(i), i % 2 ? kDeleted : 0);
+  const auto ms = s->status("u", "INBOX")->highest_modseq;
+  // UID EXPUNGE 1:3 removes only \Deleted messages in the set.
+  auto gone = s->expunge("u", "INBOX", UidRanges{{1, 3}});
+  REQUIRE(gone.ok());
+  CHECK(*gone == std::vector<std::uint32_t>{1, 3});
+  auto all = s->expunge("u", "INBOX");
+  CHECK(*all == std::vector<std::uint32_t>{5});
+  CHECK(uids_of(*s, "u", "INBOX") == std::vector<std::uint32_t>{2, 4});
+  auto ch = s->changes_since("u", "INBOX", ms);
+  CHECK(ch->vanished == std::vector<std::uint32_t>{1, 3, 5});
+  CHECK(ch->changed.empty());
+
+  auto cp = s->copy("u", "INBOX", {{1, UINT32_MAX}}, "Trash");
+  REQUIRE(cp.ok());
+  CHECK(cp->uids == std::vector<std::pair<std::uint32_t, std::uint32_t>>{{2, 1}, {4, 2}});
+  CHECK(cp->dest_uidvalidity == s->status("u", "Trash")->uidvalidity);
+  // Copies share the body (single instance): same GUID, same bytes.
+  CHECK((*s->messages("u", "Trash"))[0].guid == (*s->messages("u", "INBOX"))[0].guid);
+  CHECK(*s->fetch("u", "Trash", 1) == message(2));
+
+  auto mv = s->move("u", "INBOX", {{4, 4}}, "Junk");
+  REQUIRE(mv.ok());
+  CHECK(mv->expunged == std::vector<std::uint32_t>{4});
+  CHECK(uids_of(*s, "u", "INBOX") == std::vector<std::uint32_t>{2});
+  CHECK(*s->fetch("u", "Junk", 1) == message(4));
+  // UIDs are never reused, even after expunging the highest.
+  CHECK(append(*s, "u", "INBOX", message(6)) == 6);
+}
+
+TEST_CASE("rename and delete mailboxes", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  REQUIRE(s->create("u", "a").ok());
+  REQUIRE(s->create("u", "a/b").ok());
+  append(*s, "u", "a/b", message(1));
+  const auto v = s->status("u", "a/b")->uidvalidity;
+  REQUIRE(s->rename("u", "a", "z").ok());
+  CHECK(s->status("u", "a/b").error().code == Errc::NotFound);
+  CHECK(s->status("u", "z/b")->uidvalidity == v);  // UIDs kept: same UIDVALIDITY
+  CHECK(*s->fetch("u", "z/b", 1) == message(1));
+  CHECK(s->rename("u", "z", "Sent").error().code == Errc::Invalid);
+  // Renaming INBOX moves its messages and leaves it empty.
+  append(*s, "u", "INBOX", message(2));
+  REQUIRE(s->rename("u", "INBOX", "Old").ok());
+  CHECK(s->status("u", "INBOX")->messages == 0);
+  CHECK(*s->fetch("u", "Old", 1) == message(2));
+  CHECK(s->remove("u", "INBOX").error().code == Errc::Invalid);
+  REQUIRE(s->remove("u", "z/b").ok());
+  CHECK(s->status("u", "z/b").error().code == Errc::NotFound);
+  // A re-created mailbox gets a new UIDVALIDITY.
+  REQUIRE(s->create("u", "z/b").ok());
+  CHECK(s->status("u", "z/b")->uidvalidity > v);
+}
+
+TEST_CASE("delivery stores one body for many users", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  const auto msg = message(1, 1000);
+  std::vector<DeliveryTarget> targets{{"a@x.test", "INBOX", 0}, {"b@x.test", "INBOX", 0}, {"c@x.test", "Junk", 0}};
+  auto res = s->deliver(msg, 1700000000, targets);
+  REQUIRE(res.size() == 3);
+  for (const auto& r : res) {
+    REQUIRE(r.status.ok());
+    CHECK(r.uid == 1);
+  }
+  CHECK(*s->fetch("a@x.test", "INBOX", 1) == msg);
+  CHECK(*s->fetch("c@x.test", "Junk", 1) == msg);
+  CHECK((*s->messages("b@x.test", "INBOX"))[0].internaldate == 1700000000);
+  auto usage = s->body_usage();
+  CHECK(usage->second == 1);                  // one body file ...
+  CHECK(usage->first < 2 * msg.size());       // ... not three copies
+  CHECK(s->usage("a@x.test")->bytes == msg.size());
+  // Expunged by one user, the body stays for the others after compaction.
+  REQUIRE(s->store_flags("a@x.test", "INBOX", {{1, 1}}, {FlagUpdate::Mode::Add, kDeleted, {}, std::nullopt}).ok());
+  REQUIRE(s->expunge("a@x.test", "INBOX").ok());
+  REQUIRE(s->compact().ok());
+  CHECK(*s->fetch("b@x.test", "INBOX", 1) == msg);
+  for (const char* u : {"b@x.test"}) {
+    REQUIRE(s->store_flags(u, "INBOX", {{1, 1}}, {FlagUpdate::Mode::Add, kDeleted, {}, std::nullopt}).ok());
+    REQUIRE(s->expunge(u, "INBOX").ok());
+  }
+  REQUIRE(s->compact().ok());
+  CHECK(s->body_usage()->second == 1);  // c still holds it
+  REQUIRE(s->delete_user("c@x.test").ok());
+  REQUIRE(s->compact().ok());
+  CHECK(s->body_usage()->second == 0);  // nobody: reclaimed
+}
+
+TEST_CASE("a torn index tail is cut off, UIDs and UIDVALIDITY kept", "[store][crash]") {
+  test::TempDir tmp;
+  std::uint32_t validity = 0;
+  fs::path idx;
+  {
+    auto s = open_store(tmp.path);
+    REQUIRE(s->create_user("u").ok());
+    append(*s, "u", "INBOX", message(1));
+    append(*s, "u", "INBOX", message(2));
+    validity = s->status("u", "INBOX")->uidvalidity;
+    idx = index_of(*s, "u", "INBOX");
+  }
+  // Half a record, as a crash in the middle of write() leaves it; try every cut.
+  format::Record r;
+  r.type = format::RecordType::Append;
+  r.msg.uid = 3;
+  r.msg.guid = std::string(32, 'a');
+  const auto frame = format::encode(r);
+  const auto good = fs::file_size(idx);
+  for (std::size_t cut = 1; cut < frame.size(); cut += 3) {
+    INFO("cut " << cut);
+    fs::resize_file(idx, good);
+    { std::ofstream(idx, std::ios::app | std::ios::binary) << frame.substr(0, cut); }
+    auto s = open_store(tmp.path);
+    CHECK(uids_of(*s, "u", "INBOX") == std::vector<std::uint32_t>{1, 2});
+    CHECK(s->status("u", "INBOX")->uidvalidity == validity);
+    CHECK(fs::file_size(idx) == good);
+  }
+  auto s = open_store(tmp.path);
+  CHECK(append(*s, "u", "INBOX", message(3)) == 3);
+}
+
+TEST_CASE("a damaged or lost index is rebuilt from the body files", "[store][crash]") {
+  test::TempDir tmp;
+  std::uint32_t validity = 0;
+  fs::path idx;
+  {
+    auto s = open_store(tmp.path);
+    REQUIRE(s->create_user("u").ok());
+    for (int i = 1; i <= 4; ++i) append(*s, "u", "INBOX", message(i));
+    REQUIRE(s->store_flags("u", "INBOX", {{4, 4}}, {FlagUpdate::Mode::Add, kDeleted, {}, std::nullopt}).ok());
+    REQUIRE(s->expunge("u", "INBOX").ok());
+    validity = s->status("u", "INBOX")->uidvalidity;
+    idx = index_of(*s, "u", "INBOX");
+  }
+  SECTION("garbage in the middle") {
+    auto size = fs::file_size(idx);
+    std::fstream f(idx, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(size / 2));
+    f << "garbage!garbage!";
+  }
+  SECTION("index deleted") { fs::remove(idx); }
+  SECTION("index emptied") { fs::resize_file(idx, 0); }
+  auto s = open_store(tmp.path);
+  auto st = s->status("u", "INBOX");
+  REQUIRE(st.ok());
+  CHECK(st->uidvalidity > validity);  // UIDs could not be kept: clients resync
+  std::set<std::string> bodies;
+  auto msgs = s->messages("u", "INBOX");
+  REQUIRE(msgs.ok());
+  for (const auto& m : *msgs) {
+    auto data = s->fetch("u", "INBOX", m.uid);
+    INFO("UID " << m.uid << ": " << (data ? std::string() : data.error().detail));
+    REQUIRE(data.ok());
+    bodies.insert(*data);
+  }
+  // Messages 1-3 are all there (4 was expunged; it may come back, never get lost).
+  for (int i = 1; i <= 3; ++i) CHECK(bodies.count(message(i)) == 1);
+  // New mail still gets a UID above all others.
+  auto uids = uids_of(*s, "u", "INBOX");
+  CHECK(append(*s, "u", "INBOX", message(9)) > uids.back());
+}
+
+TEST_CASE("compaction rewrites the index and keeps readers working", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  for (int i = 1; i <= 20; ++i) append(*s, "u", "INBOX", message(i));
+  for (int round = 0; round < 5; ++round)
+    REQUIRE(s->store_flags("u", "INBOX", {{1, 20}}, {FlagUpdate::Mode::Replace, Flags(round % 2 ? kSeen : 0), {}, std::nullopt}).ok());
+  REQUIRE(s->store_flags("u", "INBOX", {{1, 10}}, {FlagUpdate::Mode::Add, kDeleted, {}, std::nullopt}).ok());
+  REQUIRE(s->expunge("u", "INBOX").ok());
+  auto idx = index_of(*s, "u", "INBOX");
+  auto reader = open_store(tmp.path);  // another process with the old index open
+  CHECK(uids_of(*reader, "u", "INBOX").size() == 10);
+  const auto before = fs::file_size(idx);
+  const auto status_before = *s->status("u", "INBOX");
+  const auto bodies_before = s->body_usage()->second;
+  REQUIRE(s->compact().ok());
+  CHECK(fs::file_size(idx) < before / 2);
+  CHECK(s->body_usage()->second == bodies_before - 10);
+  auto after = *reader->status("u", "INBOX");  // reopens the new file by itself
+  CHECK(after.uidvalidity == status_before.uidvalidity);
+  CHECK(after.uidnext == status_before.uidnext);
+  CHECK(after.highest_modseq == status_before.highest_modseq);
+  CHECK(*reader->fetch("u", "INBOX", 15) == message(15));
+  CHECK(reader->changes_since("u", "INBOX", 0)->vanished.size() == 10);
+  CHECK(append(*reader, "u", "INBOX", message(21)) == 21);
+  CHECK(uids_of(*s, "u", "INBOX").back() == 21);
+}
+
+TEST_CASE("concurrent deliveries to one mailbox get unique ascending UIDs", "[store][concurrency]") {
+  test::TempDir tmp;
+  auto s1 = open_store(tmp.path);
+  auto s2 = open_store(tmp.path);  // two store objects: cross-process locking too
+  REQUIRE(s1->create_user("u").ok());
+  constexpr int kThreads = 4, kEach = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      auto& s = t % 2 ? *s1 : *s2;
+      for (int i = 0; i < kEach; ++i) {
+        auto msg = message(t * 1000 + i);
+        auto r = s.deliver(msg, 0, {{"u", "INBOX", 0}});
+        if (r.size() != 1 || !r[0].status.ok()) ++failures;
+        if (i % 5 == 0) (void)s.store_flags("u", "INBOX", {{1, UINT32_MAX}}, {FlagUpdate::Mode::Add, kSeen, {}, std::nullopt});
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  auto uids = uids_of(*s1, "u", "INBOX");
+  REQUIRE(uids.size() == kThreads * kEach);
+  for (std::size_t i = 0; i < uids.size(); ++i) CHECK(uids[i] == i + 1);
+  std::set<std::string> bodies;
+  for (auto u : uids) bodies.insert(*s2->fetch("u", "INBOX", u));
+  CHECK(bodies.size() == std::size_t(kThreads * kEach));
+}
+
+TEST_CASE("watchers hear about every change", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  std::vector<ChangeEvent> seen;
+  std::mutex mu;
+  auto sub = s->watch("u", "INBOX", [&](const ChangeEvent& e) {
+    std::lock_guard lk(mu);
+    seen.push_back(e);
+  });
+  REQUIRE(sub);
+  append(*s, "u", "INBOX", message(1));
+  (void)s->deliver(message(2), 0, {{"u", "INBOX", 0}});
+  REQUIRE(s->store_flags("u", "INBOX", {{1, 1}}, {FlagUpdate::Mode::Add, kDeleted, {}, std::nullopt}).ok());
+  REQUIRE(s->expunge("u", "INBOX").ok());
+  append(*s, "u", "Trash", message(3));  // another mailbox: not ours
+  REQUIRE(seen.size() == 4);
+  CHECK(seen[1].messages == 2);
+  CHECK(seen[1].uidnext == 3);
+  CHECK(seen[3].messages == 1);
+  CHECK(seen[3].highest_modseq > seen[2].highest_modseq);
+  sub.reset();
+  append(*s, "u", "INBOX", message(4));
+  CHECK(seen.size() == 4);
+  CHECK(s->watch("u", "Nope", [](const ChangeEvent&) {}) == nullptr);
+}
+
+TEST_CASE("write failures leave no half record and report DiskFull/IoError", "[store]") {
+  test::TempDir tmp;
+  auto s = open_store(tmp.path);
+  REQUIRE(s->create_user("u").ok());
+  append(*s, "u", "INBOX", message(1));
+  ::setenv("MOAT_FAILPOINT", "store.body.write=error", 1);
+  moat::failpoint::reload();
+  AppendRequest r;
+  auto m2 = message(2);
+  r.content = m2;
+  auto failed = s->append("u", "INBOX", r);
+  ::setenv("MOAT_FAILPOINT", "store.index.write=error", 1);
+  moat::failpoint::reload();
+  auto failed2 = s->append("u", "INBOX", r);
+  ::unsetenv("MOAT_FAILPOINT");
+  moat::failpoint::reload();
+  REQUIRE_FALSE(failed.ok());
+  CHECK(is_temporary(failed.error().code));
+  REQUIRE_FALSE(failed2.ok());
+  CHECK(is_temporary(failed2.error().code));
+  CHECK(uids_of(*s, "u", "INBOX") == std::vector<std::uint32_t>{1});
+  CHECK(append(*s, "u", "INBOX", message(3)) == 2);
+  auto other = open_store(tmp.path);
+  CHECK(uids_of(*other, "u", "INBOX") == std::vector<std::uint32_t>{1, 2});
+}

@@ -1,0 +1,289 @@
+// moatctl rules: check and compile rule folders, scan a message, import
+// SpamAssassin rules, and measure the rules stage (bench/rules-speed).
+//   moatctl rules check [DIR...]             parse + compile, print the engine split
+//   moatctl rules scan FILE... [--dir DIR]   symbols each message hits
+//   moatctl rules import-sa SADIR OUTDIR     convert *.cf into OUTDIR/sa.rules + sa.scores
+//   moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body] [--no-pcre]
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include "common/config.hpp"
+#include "filters/rules/message_input.hpp"
+#include "rules/load.hpp"
+#include "rules/ruleset.hpp"
+#include "rules/sa_import.hpp"
+#include "tools/moatctl.hpp"
+
+namespace moat::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: moatctl rules check [DIR...]\n"
+               "       moatctl rules scan FILE... [--dir DIR]\n"
+               "       moatctl rules import-sa SADIR OUTDIR\n"
+               "       moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body|rawbody|full] [--no-pcre]\n");
+  return 2;
+}
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream b;
+  b << in.rdbuf();
+  return b.str();
+}
+
+// Rule folders: those given, else [rules] of the config, else the default set.
+std::vector<fs::path> dirs_from(const Context& ctx, const std::vector<fs::path>& given) {
+  if (!given.empty()) return given;
+  config::Rules r;
+  if (auto cfg = config::load(ctx.config_file)) r = (*cfg)->rules;
+  return rules::rule_dirs(r);
+}
+
+void print_report(const rules::CompileReport& r, std::size_t nrules) {
+  std::printf("%zu rules: %zu hyperscan, %zu prefilter+pcre2, %zu pcre2 only, %zu meta, %zu other; %s in %.3f s\n",
+              nrules, r.hyperscan, r.prefilter, r.pcre, r.meta, r.other, r.from_cache ? "loaded from cache" : "compiled",
+              r.seconds);
+}
+
+int check(const Context& ctx, const Args& args) {
+  std::vector<fs::path> given(args.begin(), args.end());
+  auto loaded = rules::load(dirs_from(ctx, given));
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().detail.c_str());
+    return 1;
+  }
+  const auto n = loaded->rules.size();
+  rules::CompileReport rep;
+  auto set = rules::RuleSet::compile(std::move(loaded->rules), {}, &rep);
+  if (!set) {
+    std::fprintf(stderr, "%s\n", set.error().detail.c_str());
+    return 1;
+  }
+  print_report(rep, n);
+  std::printf("%zu scores\n", loaded->scores.size());
+  return 0;
+}
+
+int scan(const Context& ctx, const Args& args) {
+  std::vector<fs::path> dirs, files;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--dir" && i + 1 < args.size()) dirs.emplace_back(args[++i]);
+    else files.emplace_back(args[i]);
+  }
+  if (files.empty()) return usage();
+  auto loaded = rules::load(dirs_from(ctx, dirs));
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().detail.c_str());
+    return 1;
+  }
+  auto set = rules::RuleSet::compile(std::move(loaded->rules));
+  if (!set) {
+    std::fprintf(stderr, "%s\n", set.error().detail.c_str());
+    return 1;
+  }
+  for (const auto& f : files) {
+    std::string msg = read_file(f);
+    auto hits = (*set)->scan(filters::rules::make_input(msg));
+    if (!hits) {
+      std::fprintf(stderr, "%s: %s\n", f.c_str(), hits.error().detail.c_str());
+      return 1;
+    }
+    std::printf("%s:", f.c_str());
+    for (const auto* r : *hits) std::printf(" %s", r->symbol.c_str());
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int import_sa(const Args& args) {
+  if (args.size() != 2) return usage();
+  auto imp = rules::import_sa_dir(args[0]);
+  if (!imp) {
+    std::fprintf(stderr, "%s\n", imp.error().detail.c_str());
+    return 1;
+  }
+  fs::path out(args[1]);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  std::string header = "# Converted by `moatctl rules import-sa " + args[0] + "` from " + std::to_string(imp->files) +
+                       " SpamAssassin files.\n";
+  std::ofstream(out / "sa.rules", std::ios::binary) << header << rules::to_text(imp->rules);
+  std::ofstream scores(out / "sa.scores", std::ios::binary);
+  scores << header;
+  for (const auto& [s, v] : imp->scores) scores << s << ' ' << v << '\n';
+  std::ofstream(out / "sa-not-converted.txt", std::ios::binary) << [&] {
+    std::string t;
+    for (const auto& s : imp->skipped) t += s + "\n";
+    return t;
+  }();
+  std::size_t total = 0;
+  for (const auto& [k, n] : imp->converted_by_type) total += n;
+  std::printf("converted %zu rules from %zu files:", total, imp->files);
+  for (const auto& [k, n] : imp->converted_by_type) std::printf(" %s %zu", k.c_str(), n);
+  std::printf("\nnot converted %zu (listed in %s):\n", imp->skipped.size(), (out / "sa-not-converted.txt").c_str());
+  for (const auto& [why, n] : imp->skipped_by_reason) std::printf("  %6zu  %s\n", n, why.c_str());
+  std::printf("scores: %zu\n", imp->scores.size());
+  return 0;
+}
+
+// ---- bench ----
+
+int bench(const Context& ctx, const Args& args) {
+  std::vector<fs::path> dirs, corpora;
+  std::size_t limit = 0;
+  std::string cls_name = "body";
+  bool run_pcre = true;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--dir" && i + 1 < args.size()) dirs.emplace_back(args[++i]);
+    else if (args[i] == "--corpus" && i + 1 < args.size()) corpora.emplace_back(args[++i]);
+    else if (args[i] == "--limit" && i + 1 < args.size()) limit = std::stoul(args[++i]);
+    else if (args[i] == "--class" && i + 1 < args.size()) cls_name = args[++i];
+    else if (args[i] == "--no-pcre") run_pcre = false;
+    else return usage();
+  }
+  rules::RuleClass cls = cls_name == "rawbody" ? rules::RuleClass::RawBody
+                         : cls_name == "full"  ? rules::RuleClass::Full
+                                               : rules::RuleClass::Body;
+  if (corpora.empty()) return usage();
+  auto loaded = rules::load(dirs_from(ctx, dirs));
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().detail.c_str());
+    return 1;
+  }
+  // Only the regex rules of the class: both engines run exactly these.
+  std::vector<rules::Rule> picked;
+  for (auto& r : loaded->rules)
+    if (r.cls == cls && (limit == 0 || picked.size() < limit)) picked.push_back(r);
+
+  // Messages, decoded once; the buffer each engine scans is the same.
+  std::vector<std::string> bufs;
+  std::size_t bytes = 0, raw_bytes = 0;
+  for (const auto& dir : corpora) {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      std::string msg = read_file(f);
+      raw_bytes += msg.size();
+      auto in = filters::rules::make_input(msg);
+      std::string b = cls == rules::RuleClass::Body ? in.body : cls == rules::RuleClass::RawBody ? in.rawbody : msg;
+      bytes += b.size();
+      bufs.push_back(std::move(b));
+    }
+  }
+  std::printf("corpus: %zu messages, %.1f MB raw, %.1f MB scanned (%s)\n", bufs.size(), raw_bytes / 1e6, bytes / 1e6,
+              cls_name.c_str());
+
+  fs::path cache = fs::temp_directory_path() / ("moat-rules-bench-" + std::to_string(::getpid()));
+  rules::CompileOptions opts;
+  opts.cache_dir = cache;
+  rules::CompileReport rep;
+  auto t0 = Clock::now();
+  auto set = rules::RuleSet::compile(picked, opts, &rep);
+  if (!set) {
+    std::fprintf(stderr, "%s\n", set.error().detail.c_str());
+    return 1;
+  }
+  std::printf("compile: ");
+  print_report(rep, picked.size());
+  rules::CompileReport rep2;
+  auto set2 = rules::RuleSet::compile(picked, opts, &rep2);
+  std::printf("reload:  ");
+  print_report(rep2, picked.size());
+  (void)t0;
+  fs::remove_all(cache);
+
+  // moat: one scan per message.
+  std::vector<std::size_t> hits_moat(picked.size(), 0);
+  auto t = Clock::now();
+  for (const auto& b : bufs) {
+    rules::Input in;
+    if (cls == rules::RuleClass::Body) in.body = b;
+    else if (cls == rules::RuleClass::RawBody) in.rawbody = b;
+    else in.full = b;
+    auto v = (*set)->evaluate(in);
+    if (!v) {
+      std::fprintf(stderr, "%s\n", v.error().detail.c_str());
+      return 1;
+    }
+    for (std::size_t i = 0; i < v->size(); ++i) hits_moat[i] += (*v)[i] != 0;
+  }
+  double secs = since(t);
+  std::printf("moat rules:          %8.2f s  %8.2f MB/s\n", secs, bytes / 1e6 / secs);
+  if (!run_pcre) return 0;
+
+  // PCRE2-JIT, one pattern at a time over each message: the baseline.
+  std::vector<pcre2_code*> codes;
+  const auto& rs = (*set)->rules();
+  for (const auto& r : rs) {
+    int err = 0;
+    PCRE2_SIZE off = 0;
+    std::uint32_t f = 0;
+    if (r.flags.find('i') != std::string::npos) f |= PCRE2_CASELESS;
+    if (r.flags.find('s') != std::string::npos) f |= PCRE2_DOTALL;
+    if (r.flags.find('m') != std::string::npos) f |= PCRE2_MULTILINE;
+    if (r.flags.find('x') != std::string::npos) f |= PCRE2_EXTENDED;
+    auto* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()), r.pattern.size(), f, &err, &off, nullptr);
+    if (c) pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+    codes.push_back(c);
+  }
+  std::vector<std::size_t> hits_pcre(rs.size(), 0);
+  pcre2_match_context* mc = pcre2_match_context_create(nullptr);
+  pcre2_set_match_limit(mc, rules::kPcreMatchLimit);
+  t = Clock::now();
+  for (const auto& b : bufs) {
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+      if (!codes[i]) continue;
+      auto* md = pcre2_match_data_create_from_pattern(codes[i], nullptr);
+      int rc = pcre2_match(codes[i], reinterpret_cast<PCRE2_SPTR>(b.data()), b.size(), 0, 0, md, mc);
+      pcre2_match_data_free(md);
+      hits_pcre[i] += rc >= 0;
+    }
+  }
+  double psecs = since(t);
+  pcre2_match_context_free(mc);
+  for (auto* c : codes) pcre2_code_free(c);
+  std::printf("pcre2-jit one by one: %8.2f s  %8.2f MB/s\n", psecs, bytes / 1e6 / psecs);
+  std::printf("speed-up: %.1fx\n", psecs / secs);
+  // The oracle: both engines must agree on every rule's hit count.
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < rs.size(); ++i)
+    if (hits_moat[i] != hits_pcre[i]) {
+      if (++differ <= 10)
+        std::printf("  differs: %s moat %zu pcre2 %zu\n", rs[i].symbol.c_str(), hits_moat[i], hits_pcre[i]);
+    }
+  std::size_t total = 0;
+  for (auto h : hits_pcre) total += h;
+  std::printf("hits: %zu rule-message pairs; rules where the engines differ: %zu\n", total, differ);
+  return differ == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int rules_cmd(const Context& ctx, const Args& args) {
+  if (args.empty()) return usage();
+  Args rest(args.begin() + 1, args.end());
+  if (args[0] == "check") return check(ctx, rest);
+  if (args[0] == "scan") return scan(ctx, rest);
+  if (args[0] == "import-sa") return import_sa(rest);
+  if (args[0] == "bench") return bench(ctx, rest);
+  return usage();
+}
+
+}  // namespace moat::ctl
