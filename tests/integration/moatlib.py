@@ -65,11 +65,20 @@ def asan_bin_dir() -> Path | None:
 # small utilities
 # --------------------------------------------------------------------------
 
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (kernel-chosen)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago (kernel-chosen),
+    never one this run handed out before: the kernel may offer a just-closed
+    port again, and two listeners of one moatd on the same port fail its start."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_until(pred: Callable[[], object], timeout: float, what: str = "condition",
