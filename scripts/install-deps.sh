@@ -21,7 +21,7 @@ TEST_PKGS=(
   python3 python3-pytest python3-pytest-timeout swaks openssl postfix unbound dnsutils procps psmisc
   python3-dkim opendkim-tools
   python3-spf
-  clamav-testfiles spamassassin fetchmail curl
+  clamav-testfiles spamassassin fetchmail curl zip
 )
 # Peers only the benchmarks compare against (bench/*): kept out of `make test`
 # so CI never starts a system IMAP server.
