@@ -2,6 +2,7 @@
 // buffered, fdatasync, rename tmp/ → incoming/; then the directory group:
 // the first committer to arrive fsyncs incoming/ once for every rename that
 // happened before, and completes them all (group commit, as databases do).
+#include "common/file_io.hpp"
 #include "gateway/spool.hpp"
 
 #include <fcntl.h>
@@ -28,30 +29,8 @@ namespace {
 constexpr std::size_t kContentRecord = 1u << 20;  // bytes per content record
 constexpr std::size_t kWriteThreshold = 4u << 20; // buffer this much before writing early
 
-Error io_error(std::string_view what, int e) {
-  return Error{(e == ENOSPC || e == EDQUOT) ? Errc::DiskFull : Errc::IoError,
-               std::string(what) + ": " + std::strerror(e)};
-}
 
-Status write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("write", errno);
-    data.remove_prefix(std::size_t(n));
-  }
-  return {};
-}
 
-Status fsync_dir(const std::filesystem::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + dir.string(), errno);
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return io_error("fsync " + dir.string(), e);
-  return {};
-}
 
 std::string base62(std::uint64_t v, int width) {
   static constexpr char kDigits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -137,7 +116,7 @@ Status SpoolWriter::open_file() {
   if (fd_ >= 0) return {};
   auto p = spool_.path(Spool::kTmp, id_);
   fd_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd_ < 0) return io_error("create " + p.string(), errno);
+  if (fd_ < 0) return file_error("create " + p.string(), errno);
   return {};
 }
 
@@ -195,7 +174,7 @@ Status Spool::move(std::string_view id, std::string_view from, std::string_view 
   if (!qf::valid_queue_id(id)) return Error{Errc::Invalid, "bad queue id"};
   if (::rename(path(from, id).c_str(), path(to, id).c_str()) != 0) {
     if (errno == ENOENT) return Error{Errc::NotFound, std::string(id) + " not in " + std::string(from)};
-    return io_error("rename " + std::string(id), errno);
+    return file_error("rename " + std::string(id), errno);
   }
   if (sync) return fsync_dir(dir_ / to);
   return {};
@@ -210,12 +189,12 @@ Result<std::unique_ptr<SpoolWriter>> Spool::begin(const Envelope& env) {
 void Spool::finish_commit(SpoolWriter& w, std::function<void(Status)> done) {
   if (auto st = w.write_pending(); !st) return done(st);
   failpoint::hit("spool.before_fsync");
-  if (::fdatasync(w.fd_) != 0) return done(w.failed_ = io_error("fdatasync", errno));
+  if (::fdatasync(w.fd_) != 0) return done(w.failed_ = file_error("fdatasync", errno));
   int rc = ::close(w.fd_);
   w.fd_ = -1;
-  if (rc != 0) return done(w.failed_ = io_error("close", errno));
+  if (rc != 0) return done(w.failed_ = file_error("close", errno));
   if (::rename(path(kTmp, w.id_).c_str(), path(kIncoming, w.id_).c_str()) != 0)
-    return done(w.failed_ = io_error("rename into incoming", errno));
+    return done(w.failed_ = file_error("rename into incoming", errno));
   dirsync_->join([&w, done = std::move(done)](Status st) {
     if (!st) {
       // The rename may or may not survive a crash; without the directory

@@ -1,6 +1,7 @@
 // See store.hpp. Every statement binds its parameters; the schema is created
 // by numbered migrations in one IMMEDIATE transaction (directory/userdb.cpp),
 // so moatd and moatctl opening a fresh file together cannot both apply one.
+#include "common/file_io.hpp"
 #include "quarantine/store.hpp"
 
 #include <fcntl.h>
@@ -93,25 +94,7 @@ Status exec(sqlite3* db, const char* sql, std::string_view what) {
   return {};
 }
 
-Status write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("write", errno);
-    data.remove_prefix(std::size_t(n));
-  }
-  return {};
-}
 
-Status fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + dir.string(), errno);
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return io_error("fsync " + dir.string(), e);
-  return {};
-}
 
 std::string join_lines(const std::vector<std::string>& v) {
   std::string out;

@@ -5,6 +5,7 @@
 // Locks, always taken in this order: user mutex (mailbox list changes) →
 // Box::mu + flock(index) (one mailbox) → WatchList::mu (callbacks). A
 // thread holds at most one Box at a time.
+#include "common/file_io.hpp"
 #include "store/fs_store.hpp"
 
 #include <fcntl.h>
@@ -46,25 +47,7 @@ Error io_error(std::string_view what, int e) {
                "store: " + std::string(what) + ": " + std::strerror(e)};
 }
 
-Status write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("write", errno);
-    data.remove_prefix(std::size_t(n));
-  }
-  return {};
-}
 
-Status fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + dir.string(), errno);
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return io_error("fsync " + dir.string(), e);
-  return {};
-}
 
 // mkdir -p, fsyncing each parent whose entry we added.
 Status make_dir(const fs::path& dir) {
