@@ -46,6 +46,17 @@ struct GatherState {
 template <class T>
 asio::awaitable<std::vector<std::optional<T>>> gather(std::vector<asio::awaitable<T>> tasks) {
   if (tasks.empty()) co_return std::vector<std::optional<T>>{};
+  if (tasks.size() == 1) {
+    // The common case (one DKIM key, one DNSBL zone) runs inline: spawning
+    // costs trips through the executor's queue, and there is nothing to
+    // overlap. Cancellation reaches it directly as the caller's own wait.
+    std::vector<std::optional<T>> one(1);
+    try {
+      one[0] = co_await std::move(tasks[0]);
+    } catch (const std::exception&) {
+    }
+    co_return one;
+  }
   auto st = std::make_shared<detail::GatherState<T>>(co_await asio::this_coro::executor, tasks.size());
   for (std::size_t i = 0; i < tasks.size(); ++i)
     asio::co_spawn(st->strand, std::move(tasks[i]),

@@ -27,4 +27,16 @@ std::string_view action_name(Action a) {
   return "unknown";
 }
 
+const mime::Message& ScanContext::mime() {
+  if (!parsed_) parsed_ = std::make_shared<const mime::Message>(mime::parse(message));
+  return *parsed_;
+}
+
+const std::string& ScanContext::part_text(std::size_t part) {
+  if (auto it = texts_.find(part); it != texts_.end()) return it->second;
+  const auto& tree = mime();
+  std::string text = part < tree.parts.size() ? mime::part_text(message, tree.parts[part]).data : std::string();
+  return texts_.emplace(part, std::move(text)).first->second;
+}
+
 }  // namespace moat::filters

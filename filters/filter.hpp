@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "common/config.hpp"
 #include "common/envelope.hpp"
 #include "common/error.hpp"
+#include "common/proto/mime/mime.hpp"
 #include "filters/authres/authres.hpp"
 
 namespace moat::filters {
@@ -48,6 +50,18 @@ struct ScanContext {
   }
   bool has(std::string_view name) const;
   const AuthResult* auth_result(std::string_view method) const;  // the first of that method
+
+  // The message parsed once for every content filter (EndOfData only): the
+  // first caller parses `message`, later filters reuse the tree. Filters of
+  // one run take turns, so no lock is needed.
+  const mime::Message& mime();
+  // Text of one leaf part for scanning (mime::part_text: decoded, UTF-8, HTML
+  // as text), made once however many filters ask.
+  const std::string& part_text(std::size_t part);
+
+ private:
+  std::shared_ptr<const mime::Message> parsed_;
+  std::map<std::size_t, std::string> texts_;  // node-based: references stay valid
 };
 
 class Filter {

@@ -44,7 +44,10 @@ class Pipeline {
     metrics::Counter* fail_open;
     metrics::Histogram* duration;
   };
-  asio::awaitable<Status> run_one(Stage& stage, Phase phase, ScanContext& ctx);
+  struct Watchdog;
+  asio::awaitable<Verdict> run_stages(Phase phase, ScanContext& ctx, std::shared_ptr<Watchdog> dog);
+  asio::awaitable<Status> run_one(Stage& stage, Phase phase, ScanContext& ctx, std::shared_ptr<Watchdog> dog);
+  Verdict finish(Phase phase, ScanContext& ctx) const;
 
   config::Snapshot cfg_;
   Scores scores_;

@@ -58,15 +58,27 @@ ReportStore::~ReportStore() {
   sqlite3_close(db_);
 }
 
-Status ReportStore::add(const ReportRow& r) {
+Status ReportStore::add(const std::vector<ReportRow>& rows) {
   std::lock_guard lock(mu_);
-  const std::string* vals[] = {&r.day, &r.source_ip, &r.header_from, &r.policy, &r.disposition,
-                               &r.dkim, &r.dkim_domains, &r.spf, &r.spf_domain};
-  for (int i = 0; i < 9; ++i)
-    sqlite3_bind_text(insert_, i + 1, vals[i]->c_str(), int(vals[i]->size()), SQLITE_TRANSIENT);
-  int rc = sqlite3_step(insert_);
-  sqlite3_reset(insert_);  // ready for the next row; bindings are all replaced then
-  if (rc != SQLITE_DONE) return db_error(db_, "dmarc report");
+  if (sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "dmarc report");
+  for (const auto& r : rows) {
+    const std::string* vals[] = {&r.day, &r.source_ip, &r.header_from, &r.policy, &r.disposition,
+                                 &r.dkim, &r.dkim_domains, &r.spf, &r.spf_domain};
+    for (int i = 0; i < 9; ++i)
+      sqlite3_bind_text(insert_, i + 1, vals[i]->c_str(), int(vals[i]->size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(insert_);
+    sqlite3_reset(insert_);  // ready for the next row; bindings are all replaced then
+    if (rc != SQLITE_DONE) {
+      Error e = db_error(db_, "dmarc report");
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return e;
+    }
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Error e = db_error(db_, "dmarc report");
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return e;
+  }
   return {};
 }
 

@@ -36,7 +36,7 @@ class ReportStore {
   ReportStore(const ReportStore&) = delete;
   ReportStore& operator=(const ReportStore&) = delete;
 
-  Status add(const ReportRow& row);  // count += 1 for that row
+  Status add(const std::vector<ReportRow>& rows);  // count += 1 for each row, in one transaction
   Result<std::vector<std::pair<ReportRow, unsigned>>> rows();  // all rows, for read-outs and tests
 
  private:

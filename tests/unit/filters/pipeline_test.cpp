@@ -114,6 +114,26 @@ TEST_CASE("a filter over its budget passes with FILTER_FAILED_OPEN when open", "
   CHECK(open.value() == before + 1);
 }
 
+TEST_CASE("each filter gets its own budget: two slow open filters time out, the next runs", "[filters][pipeline]") {
+  Pipeline p(snapshot());
+  p.add(std::make_unique<TestFilter>("slow_a", mask(Phase::EndOfData), 10s, "SLOW_HIT"),
+        settings("slow_a", config::FailMode::Open, 20ms));
+  // Would be cut short if the first filter's timer were still armed.
+  p.add(std::make_unique<TestFilter>("medium", mask(Phase::EndOfData), 30ms, "FAST_HIT"),
+        settings("medium", config::FailMode::Closed, 2000ms));
+  p.add(std::make_unique<TestFilter>("slow_b", mask(Phase::EndOfData), 10s, "SLOW_HIT"),
+        settings("slow_b", config::FailMode::Open, 20ms));
+  ScanContext ctx;
+  auto start = std::chrono::steady_clock::now();
+  auto v = run_sync(p.run(Phase::EndOfData, ctx));
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(v.action == Action::Accept);
+  REQUIRE(ctx.symbols.size() == 3);
+  CHECK(ctx.symbols[0].detail == "slow_a");
+  CHECK(ctx.symbols[1].name == "FAST_HIT");
+  CHECK(ctx.symbols[2].detail == "slow_b");
+}
+
 TEST_CASE("an erroring filter: closed tempfails with its temporary error's reply, open continues", "[filters][pipeline]") {
   auto mode = GENERATE(config::FailMode::Closed, config::FailMode::Open);
   auto& errors = metrics::counter("moat_filter_errors_total", "filter=\"broken\"");
