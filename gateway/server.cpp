@@ -38,6 +38,7 @@
 #include "gateway/callout.hpp"
 #include "gateway/control.hpp"
 #include "gateway/quarantine_admin.hpp"
+#include "gateway/sender_lists.hpp"
 #include "quarantine/store.hpp"
 #include "gateway/queue/local.hpp"
 #include "gateway/queue/manager.hpp"
@@ -139,6 +140,7 @@ class Server {
   std::unique_ptr<Control> control_;
   std::unique_ptr<quarantine::Store> quarantine_;
   std::unique_ptr<QuarantineService> quarantine_service_;
+  std::unique_ptr<SenderLists> sender_lists_;
   bool stopping_ = false;
 };
 
@@ -170,8 +172,15 @@ Result<std::shared_ptr<const Runtime>> Server::make_runtime(config::Snapshot cfg
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
 
+// A free coroutine: capturing lambdas must not be coroutines (g++ 12).
+asio::awaitable<std::string> reload_lists(SenderLists* lists) {
+  Status st = co_await lists->reload();
+  co_return st ? "OK\n" : "ERROR: " + st.error().detail + "\n";
+}
+
 // SIGHUP: the new file must load and validate whole, else the old one stays.
 bool Server::reload() {
+  if (sender_lists_) asio::co_spawn(io_, sender_lists_->reload(), asio::detached);
   auto cfg = config::load(config_->source);
   if (!cfg) {
     log::error("reload failed, keeping the running configuration:\n" + cfg.error().detail);
@@ -258,6 +267,7 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
     }
     SessionDeps deps{[this] { return runtime(); }, spool_.get(), directory_.get(), callout_.get(), queue_.get(),
                      quarantine_.get()};
+    deps.sender_lists = sender_lists_.get();
     deps.local = local_.get();
     auto io = std::make_unique<TcpIo>(std::move(sock), rt->tls);
     asio::co_spawn(
@@ -376,6 +386,9 @@ int Server::run() {
     return 1;
   }
   quarantine_service_ = std::make_unique<QuarantineService>(io_, *quarantine_, *spool_, blocking_, getter);
+  sender_lists_ = std::make_unique<SenderLists>(*quarantine_, blocking_);
+  if (auto lists = quarantine_->lists()) sender_lists_->set(*lists);
+  else log::warning("sender lists not loaded: " + lists.error().detail);
   directory_ = std::make_unique<directory::Directory>(cfg.db_path(), blocking_);
   {
     store::FsOptions so;
@@ -403,6 +416,10 @@ int Server::run() {
   });
   control_->add_handler("quarantine", [svc = quarantine_service_.get()](std::vector<std::string> args) {
     return svc->handle(std::move(args));
+  });
+  // moatctl quarantine allow|block|unlist write the lists, then say so here.
+  control_->add_handler("sender-lists", [lists = sender_lists_.get()](std::vector<std::string>) {
+    return reload_lists(lists);
   });
   if (auto st = control_->start(); !st) {
     log::error("fatal: control socket: " + st.error().detail);

@@ -31,6 +31,7 @@
 #include "common/blocking.hpp"
 #include "gateway/callout.hpp"
 #include "gateway/quarantine_admin.hpp"
+#include "gateway/sender_lists.hpp"
 #include "gateway/queue/manager.hpp"
 #include "gateway/spool.hpp"
 #include "quarantine/sender.hpp"
@@ -175,7 +176,7 @@ class Session {
   void reset_transaction();
   void log_reject(std::string_view stage, std::string_view reply_text, std::string_view rcpt = {}) const;
   asio::awaitable<bool> apply_verdict_early(Phase phase);
-  asio::awaitable<filters::SenderList> sender_list(const std::string& domain);
+  filters::SenderList sender_list(const std::string& domain) const;
   quarantine::Entry quarantine_entry(quarantine::Kind kind, const filters::Verdict& v, const std::string& qid,
                                      std::string auth_domain, std::string_view header) const;
   asio::awaitable<Status> keep(const quarantine::Entry& e, std::string_view head, std::string_view header,
@@ -800,7 +801,7 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   std::string auth_domain;
   if (deps_.quarantine) {
     auth_domain = quarantine::authenticated_domain(ctx_.auth, ctx_.header);
-    filters::SenderList list = co_await sender_list(auth_domain);
+    filters::SenderList list = sender_list(auth_domain);
     filters::apply_sender_list(verdict, list, ctx_.symbols, actions);
   }
   const bool store_copy = deps_.quarantine &&
@@ -890,19 +891,13 @@ asio::awaitable<bool> Session::finish_message(Status data_status) {
   co_return co_await end_transaction("250 2.0.0 Ok: queued as " + qid);
 }
 
-// The allow/block list entry of the authenticated sender domain. A database
-// error counts as no entry (logged): the lists refine the verdict, they are
-// not a check the message must pass.
-asio::awaitable<filters::SenderList> Session::sender_list(const std::string& domain) {
-  if (domain.empty()) co_return filters::SenderList::None;
-  auto* store = deps_.quarantine;
-  auto r = co_await run_blocking(deps_.spool->blocking(), [store, &domain] { return store->lookup(domain); });
-  if (!r) {
-    log::warning("sender list lookup for " + domain + ": " + r.error().detail);
-    co_return filters::SenderList::None;
-  }
-  if (!*r) co_return filters::SenderList::None;
-  co_return **r == quarantine::ListKind::Block ? filters::SenderList::Block : filters::SenderList::Allow;
+// The allow/block list entry of the authenticated sender domain, from
+// moatd's in-memory copy of the lists (gateway/sender_lists.hpp).
+filters::SenderList Session::sender_list(const std::string& domain) const {
+  if (domain.empty() || !deps_.sender_lists) return filters::SenderList::None;
+  auto kind = deps_.sender_lists->lookup(domain);
+  if (!kind) return filters::SenderList::None;
+  return *kind == quarantine::ListKind::Block ? filters::SenderList::Block : filters::SenderList::Allow;
 }
 
 quarantine::Entry Session::quarantine_entry(quarantine::Kind kind, const filters::Verdict& v, const std::string& qid,

@@ -16,6 +16,7 @@
 namespace moat::filters { class Pipeline; }
 namespace moat::directory { class Directory; }
 namespace moat::quarantine { class Store; }
+namespace moat::gateway { class SenderLists; }
 
 namespace moat::gateway {
 
@@ -30,6 +31,9 @@ struct Runtime {
   config::Snapshot config;
   std::shared_ptr<filters::Pipeline> pipeline;
   std::shared_ptr<asio::ssl::context> tls;   // null when TLS could not be set up
+  // IMAP and POP3 listeners: same certificate, their own ALPN ids (RFC 7301)
+  std::shared_ptr<asio::ssl::context> tls_imap;
+  std::shared_ptr<asio::ssl::context> tls_pop3;
 };
 
 struct SessionDeps {
@@ -38,7 +42,8 @@ struct SessionDeps {
   directory::Directory* directory = nullptr;   // null: AUTH not offered
   CalloutVerifier* callout = nullptr;          // null: callout verification tempfails
   QueueManager* queue = nullptr;               // hold, when there is no quarantine store
-  quarantine::Store* quarantine = nullptr;     // quarantine, rejected copies, sender lists
+  quarantine::Store* quarantine = nullptr;     // quarantine, rejected copies
+  const SenderLists* sender_lists = nullptr;   // allow/block by authenticated domain; null: none
   LocalTransport* local = nullptr;             // local domains: recipients checked in the directory
 };
 

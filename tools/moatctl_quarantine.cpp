@@ -55,6 +55,14 @@ Result<std::string> list_domain(quarantine::Store& store, const std::string& arg
   return e->auth_domain;
 }
 
+// A running moatd keeps the sender lists in memory: have it reread them. When
+// it is not running there is nothing to tell; it reads them when it starts.
+void tell_moatd(const config::Config& cfg) {
+  std::string reply;
+  if (ask(cfg.server.control_socket, "sender-lists reload", reply) && reply.rfind("ERROR", 0) == 0)
+    std::fprintf(stderr, "moatctl: moatd did not reload the sender lists: %s", reply.c_str());
+}
+
 }  // namespace
 
 int quarantine_cmd(const Context& ctx, const Args& args) {
@@ -154,11 +162,13 @@ int quarantine_cmd(const Context& ctx, const Args& args) {
     if (!d) return fail(d.error().detail);
     auto k = sub == "block" ? quarantine::ListKind::Block : quarantine::ListKind::Allow;
     if (auto st = store.set_list(*d, k); !st) return fail(st.error().detail);
+    tell_moatd(**cfg);
     return ok(json, "{\"ok\":true,\"domain\":\"" + *d + "\",\"list\":\"" + sub + "\"}\n",
               "OK: " + *d + " " + (sub == "block" ? "blocked" : "allowed") + "\n");
   }
   if (sub == "unlist") {
     if (auto st = store.unlist(rest[1]); !st) return fail(st.error().detail);
+    tell_moatd(**cfg);
     return ok(json, "{\"ok\":true}\n", "OK: " + rest[1] + " removed from the sender lists\n");
   }
   auto l = store.lists();
