@@ -7,6 +7,7 @@
 #include <gmime/gmime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,6 +18,26 @@
 #include "common/proto/mime/mime.hpp"
 
 namespace moat::mime::test {
+
+// Linear, not quadratic: work on input made by make(n) may take at most 24x
+// the time of make(n / 8) (a quadratic algorithm takes 64x). Best of two runs
+// each, and a ratio instead of a wall-clock limit, so a loaded two-core
+// machine or a sanitizer build does not decide the result.
+template <class Make, class Work>
+bool scales_linearly(Make make, Work work, std::size_t n) {
+  auto best = [&](std::size_t k) {
+    const auto in = make(k);
+    double b = 1e9;
+    for (int r = 0; r < 2; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      work(in);
+      b = std::min(b, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return b;
+  };
+  const double small = best(n / 8);
+  return best(n) < 24 * small + 0.02;
+}
 
 inline std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
