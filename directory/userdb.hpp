@@ -13,8 +13,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-
-struct sqlite3;
+#include "common/sqlite.hpp"
 
 namespace moat::directory {
 
@@ -85,13 +84,13 @@ class UserDb {
   static constexpr int kSchemaVersion = 2;
 
  private:
-  explicit UserDb(sqlite3* db) : db_(db) {}
-  Status migrate();
+  explicit UserDb(sqlite::Db db) : db_(std::move(db)) {}
   Status insert(std::string_view name, const std::string& hash);
   Status update_where_name(const char* sql, std::string_view name, const std::string* text, std::int64_t number);
   Result<std::optional<LocalUser>> find_user(std::string_view name);
+  Result<std::vector<std::string>> alias_targets(std::string_view address);
   Status expand(std::string_view address, unsigned depth, std::vector<LocalUser>& out);
-  sqlite3* db_;
+  sqlite::Db db_;
 };
 
 }  // namespace moat::directory

@@ -1,11 +1,11 @@
 // See store.hpp. Every statement binds its parameters; the schema is created
-// by numbered migrations in one IMMEDIATE transaction (directory/userdb.cpp),
-// so moatd and moatctl opening a fresh file together cannot both apply one.
+// by numbered migrations (sqlite::Db::migrate, one IMMEDIATE transaction
+// each), so moatd and moatctl opening a fresh file together cannot both
+// apply one.
 #include "common/file_io.hpp"
 #include "quarantine/store.hpp"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <array>
@@ -20,8 +20,6 @@ namespace moat::quarantine {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr int kBusyTimeoutMs = 5000;
 
 // Migration i takes user_version i to i+1. Append only.
 constexpr std::array<const char*, 1> kMigrations{
@@ -50,51 +48,10 @@ constexpr std::array<const char*, 1> kMigrations{
     ");",
 };
 
-Error db_error(sqlite3* db, std::string_view what) {
-  return {Errc::IoError, "quarantine database: " + std::string(what) + ": " +
-                             (db != nullptr ? sqlite3_errmsg(db) : "out of memory")};
-}
-
 Error io_error(std::string_view what, int e) {
   return Error{(e == ENOSPC || e == EDQUOT) ? Errc::DiskFull : Errc::IoError,
                "quarantine: " + std::string(what) + ": " + std::strerror(e)};
 }
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  void bind(int i, std::string_view t) {
-    if (ok()) rc_ = sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
-  }
-  void bind(int i, std::int64_t v) {
-    if (ok()) rc_ = sqlite3_bind_int64(s_, i, v);
-  }
-  void bind(int i, double v) {
-    if (ok()) rc_ = sqlite3_bind_double(s_, i, v);
-  }
-  int step() { return ok() ? sqlite3_step(s_) : rc_; }
-  std::string text(int col) const {
-    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p != nullptr ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
-  }
-  std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
-  double real(int col) const { return sqlite3_column_double(s_, col); }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
-
-Status exec(sqlite3* db, const char* sql, std::string_view what) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db, what);
-  return {};
-}
-
-
 
 std::string join_lines(const std::vector<std::string>& v) {
   std::string out;
@@ -117,7 +74,7 @@ constexpr const char* kColumns =
     "id, kind, time, expires, sender, recipients, from_field, subject, score, symbols, reason, client, "
     "auth_domain, size";
 
-Entry read_entry(const Stmt& st) {
+Entry read_entry(const sqlite::Stmt& st) {
   Entry e;
   e.id = st.text(0);
   e.kind = st.integer(1) == 1 ? Kind::Rejected : Kind::Quarantined;
@@ -157,49 +114,19 @@ bool valid_id(std::string_view id) {
 
 Store::Store(fs::path dir, fs::path db_file) : dir_(std::move(dir)), db_file_(std::move(db_file)) {}
 
-Store::~Store() {
-  if (db_) sqlite3_close_v2(db_);
-}
+Store::~Store() = default;
 
 Status Store::ensure_open() {
-  if (db_) return {};
-  std::error_code ec;
-  fs::create_directories(db_file_.parent_path(), ec);
-  if (ec) return io_error(db_file_.parent_path().string(), ec.value());
-  // Subjects and senders of held mail are private: 0600 before SQLite creates it.
-  int fd = ::open(db_file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("create " + db_file_.string(), errno);
-  ::close(fd);
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(db_file_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    Error e = db_error(raw, "open " + db_file_.string());
-    sqlite3_close_v2(raw);
-    return e;
-  }
-  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
-  db_ = raw;
-  if (auto st = exec(db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "pragmas"); !st) return st;
-  if (auto st = exec(db_, "BEGIN IMMEDIATE", "begin"); !st) return st;
-  Stmt v(db_, "PRAGMA user_version");
-  std::int64_t version = v.step() == SQLITE_ROW ? v.integer(0) : -1;
-  for (auto i = std::size_t(std::max<std::int64_t>(version, 0)); version >= 0 && i < kMigrations.size(); ++i) {
-    if (auto st = exec(db_, kMigrations[i], "migrate"); !st) {
-      (void)exec(db_, "ROLLBACK", "rollback");
-      return st;
-    }
-    std::string set = "PRAGMA user_version=" + std::to_string(i + 1);
-    if (auto st = exec(db_, set.c_str(), "migrate"); !st) {
-      (void)exec(db_, "ROLLBACK", "rollback");
-      return st;
-    }
-  }
-  if (version < 0) {
-    (void)exec(db_, "ROLLBACK", "rollback");
-    return db_error(db_, "read schema version");
-  }
-  return exec(db_, "COMMIT", "commit");
+  if (db_.is_open()) return {};
+  sqlite::Options o;
+  o.label = "quarantine database";
+  o.file_mode = 0600;  // subjects and senders of held mail are private
+  o.pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;";
+  o.migrations = kMigrations;
+  auto db = sqlite::Db::open(db_file_, std::move(o));
+  if (!db) return db.error();
+  db_ = std::move(*db);
+  return {};
 }
 
 Status Store::open(bool recover_files) {
@@ -219,10 +146,8 @@ Status Store::recover() {
   for (const auto& f : fs::directory_iterator(dir_ / "tmp", ec)) fs::remove(f.path(), ec);
   std::set<std::string> rows;
   {
-    Stmt st(db_, "SELECT id FROM messages");
-    int rc;
-    while ((rc = st.step()) == SQLITE_ROW) rows.insert(st.text(0));
-    if (rc != SQLITE_DONE) return db_error(db_, "recover");
+    auto q = db_.prepare("SELECT id FROM messages");
+    if (auto st = q.each([&] { rows.insert(q.text(0)); }); !st) return st;
   }
   std::set<std::string> files;
   for (const auto& f : fs::directory_iterator(dir_ / "msg", ec)) {
@@ -238,9 +163,7 @@ Status Store::recover() {
   for (const auto& id : rows) {
     if (files.count(id)) continue;
     log::warning("quarantine: " + id + ": row without a file dropped");
-    Stmt del(db_, "DELETE FROM messages WHERE id = ?1");
-    del.bind(1, id);
-    if (del.step() != SQLITE_DONE) return db_error(db_, "recover");
+    if (auto st = db_.cached("DELETE FROM messages WHERE id = ?1").bind(1, id).run(); !st) return st;
   }
   return {};
 }
@@ -266,29 +189,17 @@ Status Store::insert_row(const Entry& e, bool durable) {
   std::lock_guard lk(mu_);
   if (auto st = ensure_open(); !st) return st;
   // Rejected copies need no fsync: the client still holds the message.
-  if (!durable) (void)exec(db_, "PRAGMA synchronous=NORMAL", "pragma");
-  Stmt st(db_,
-          "INSERT OR REPLACE INTO messages (id, kind, time, expires, sender, recipients, from_field, subject, score, "
-          "symbols, reason, client, auth_domain, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-          "?13, ?14)");
-  st.bind(1, e.id);
-  st.bind(2, std::int64_t(e.kind == Kind::Rejected ? 1 : 0));
-  st.bind(3, e.time);
-  st.bind(4, e.expires);
-  st.bind(5, e.sender);
-  st.bind(6, join_lines(e.recipients));
-  st.bind(7, e.from);
-  st.bind(8, e.subject);
-  st.bind(9, e.score);
-  st.bind(10, e.symbols);
-  st.bind(11, e.reason);
-  st.bind(12, e.client);
-  st.bind(13, e.auth_domain);
-  st.bind(14, std::int64_t(e.size));
-  int rc = st.step();
-  if (!durable) (void)exec(db_, "PRAGMA synchronous=FULL", "pragma");
-  if (rc != SQLITE_DONE) return db_error(db_, "insert");
-  return {};
+  if (!durable) (void)db_.exec("PRAGMA synchronous=NORMAL");
+  auto st = db_.cached(
+      "INSERT OR REPLACE INTO messages (id, kind, time, expires, sender, recipients, from_field, subject, score, "
+      "symbols, reason, client, auth_domain, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+      "?13, ?14)");
+  st.bind(1, e.id).bind(2, e.kind == Kind::Rejected ? 1 : 0).bind(3, e.time).bind(4, e.expires).bind(5, e.sender);
+  st.bind(6, join_lines(e.recipients)).bind(7, e.from).bind(8, e.subject).bind(9, e.score).bind(10, e.symbols);
+  st.bind(11, e.reason).bind(12, e.client).bind(13, e.auth_domain).bind(14, std::int64_t(e.size));
+  Status done = st.run();
+  if (!durable) (void)db_.exec("PRAGMA synchronous=FULL");
+  return done;
 }
 
 Status Store::put(const Entry& e, std::string_view bytes, bool durable) {
@@ -306,12 +217,10 @@ Result<std::vector<Entry>> Store::list(std::size_t limit, std::optional<Kind> ki
   if (auto st = ensure_open(); !st) return st.error();
   std::string sql = std::string("SELECT ") + kColumns + " FROM messages" + (kind ? " WHERE kind = ?1" : "") +
                     " ORDER BY time DESC, id DESC" + (limit ? " LIMIT " + std::to_string(limit) : "");
-  Stmt st(db_, sql.c_str());
-  if (kind) st.bind(1, std::int64_t(*kind == Kind::Rejected ? 1 : 0));
+  auto q = db_.prepare(sql);
+  if (kind) q.bind(1, *kind == Kind::Rejected ? 1 : 0);
   std::vector<Entry> out;
-  int rc;
-  while ((rc = st.step()) == SQLITE_ROW) out.push_back(read_entry(st));
-  if (rc != SQLITE_DONE) return db_error(db_, "list");
+  if (auto st = q.each([&] { out.push_back(read_entry(q)); }); !st) return st.error();
   return out;
 }
 
@@ -319,13 +228,12 @@ Result<Entry> Store::get(std::string_view id) {
   if (!valid_id(id)) return Error{Errc::Invalid, "invalid quarantine id"};
   std::lock_guard lk(mu_);
   if (auto st = ensure_open(); !st) return st.error();
-  std::string sql = std::string("SELECT ") + kColumns + " FROM messages WHERE id = ?1";
-  Stmt st(db_, sql.c_str());
-  st.bind(1, id);
-  int rc = st.step();
-  if (rc == SQLITE_ROW) return read_entry(st);
-  if (rc == SQLITE_DONE) return Error{Errc::NotFound, std::string(id) + ": not in quarantine"};
-  return db_error(db_, "get");
+  static const std::string sql = std::string("SELECT ") + kColumns + " FROM messages WHERE id = ?1";
+  auto q = db_.cached(sql);
+  auto row = q.bind(1, id).step();
+  if (!row) return row.error();
+  if (!*row) return Error{Errc::NotFound, std::string(id) + ": not in quarantine"};
+  return read_entry(q);
 }
 
 Result<std::string> Store::read(std::string_view id) {
@@ -358,10 +266,8 @@ Status Store::remove(std::string_view id) {
   {
     std::lock_guard lk(mu_);
     if (auto st = ensure_open(); !st) return st;
-    Stmt st(db_, "DELETE FROM messages WHERE id = ?1");
-    st.bind(1, id);
-    if (st.step() != SQLITE_DONE) return db_error(db_, "delete");
-    if (sqlite3_changes(db_) == 0) return Error{Errc::NotFound, std::string(id) + ": not in quarantine"};
+    if (auto st = db_.cached("DELETE FROM messages WHERE id = ?1").bind(1, id).run(); !st) return st;
+    if (db_.changes() == 0) return Error{Errc::NotFound, std::string(id) + ": not in quarantine"};
   }
   // A crash here leaves a file without a row, which the next start removes.
   if (::unlink(file(id).c_str()) != 0 && errno != ENOENT) return io_error("unlink", errno);
@@ -373,14 +279,9 @@ Result<std::size_t> Store::expire(std::int64_t now) {
   {
     std::lock_guard lk(mu_);
     if (auto st = ensure_open(); !st) return st.error();
-    Stmt sel(db_, "SELECT id FROM messages WHERE expires <= ?1");
-    sel.bind(1, now);
-    int rc;
-    while ((rc = sel.step()) == SQLITE_ROW) ids.push_back(sel.text(0));
-    if (rc != SQLITE_DONE) return db_error(db_, "expire");
-    Stmt del(db_, "DELETE FROM messages WHERE expires <= ?1");
-    del.bind(1, now);
-    if (del.step() != SQLITE_DONE) return db_error(db_, "expire");
+    auto sel = db_.prepare("SELECT id FROM messages WHERE expires <= ?1");
+    if (auto st = sel.bind(1, now).each([&] { ids.push_back(sel.text(0)); }); !st) return st.error();
+    if (auto st = db_.prepare("DELETE FROM messages WHERE expires <= ?1").bind(1, now).run(); !st) return st.error();
   }
   for (const auto& id : ids)
     if (valid_id(id)) ::unlink(file(id).c_str());
@@ -390,32 +291,27 @@ Result<std::size_t> Store::expire(std::int64_t now) {
 Status Store::set_list(std::string_view domain, ListKind kind) {
   std::lock_guard lk(mu_);
   if (auto st = ensure_open(); !st) return st;
-  Stmt st(db_, "INSERT OR REPLACE INTO sender_lists (domain, kind, added) VALUES (?1, ?2, strftime('%s','now'))");
-  st.bind(1, lower(domain));
-  st.bind(2, std::int64_t(kind == ListKind::Block ? 1 : 0));
-  if (st.step() != SQLITE_DONE) return db_error(db_, "list add");
-  return {};
+  auto st = db_.prepare("INSERT OR REPLACE INTO sender_lists (domain, kind, added) VALUES (?1, ?2, strftime('%s','now'))");
+  return st.bind(1, lower(domain)).bind(2, kind == ListKind::Block ? 1 : 0).run();
 }
 
 Status Store::unlist(std::string_view domain) {
   std::lock_guard lk(mu_);
   if (auto st = ensure_open(); !st) return st;
-  Stmt st(db_, "DELETE FROM sender_lists WHERE domain = ?1");
-  st.bind(1, lower(domain));
-  if (st.step() != SQLITE_DONE) return db_error(db_, "list remove");
-  if (sqlite3_changes(db_) == 0) return Error{Errc::NotFound, std::string(domain) + ": not listed"};
+  if (auto st = db_.prepare("DELETE FROM sender_lists WHERE domain = ?1").bind(1, lower(domain)).run(); !st) return st;
+  if (db_.changes() == 0) return Error{Errc::NotFound, std::string(domain) + ": not listed"};
   return {};
 }
 
 Result<std::vector<ListEntry>> Store::lists() {
   std::lock_guard lk(mu_);
   if (auto st = ensure_open(); !st) return st.error();
-  Stmt st(db_, "SELECT domain, kind, added FROM sender_lists ORDER BY domain");
+  auto q = db_.prepare("SELECT domain, kind, added FROM sender_lists ORDER BY domain");
   std::vector<ListEntry> out;
-  int rc;
-  while ((rc = st.step()) == SQLITE_ROW)
-    out.push_back(ListEntry{st.text(0), st.integer(1) == 1 ? ListKind::Block : ListKind::Allow, st.integer(2)});
-  if (rc != SQLITE_DONE) return db_error(db_, "lists");
+  auto st = q.each([&] {
+    out.push_back(ListEntry{q.text(0), q.integer(1) == 1 ? ListKind::Block : ListKind::Allow, q.integer(2)});
+  });
+  if (!st) return st.error();
   return out;
 }
 
@@ -427,11 +323,10 @@ Result<std::optional<ListKind>> Store::lookup(std::string_view domain) {
   std::string_view rest = d;
   // mail.example.com, then example.com, then com: the most specific first.
   for (;;) {
-    Stmt q(db_, "SELECT kind FROM sender_lists WHERE domain = ?1");
-    q.bind(1, rest);
-    int rc = q.step();
-    if (rc == SQLITE_ROW) return std::optional<ListKind>(q.integer(0) == 1 ? ListKind::Block : ListKind::Allow);
-    if (rc != SQLITE_DONE) return db_error(db_, "lookup");
+    auto q = db_.cached("SELECT kind FROM sender_lists WHERE domain = ?1");
+    auto row = q.bind(1, rest).step();
+    if (!row) return row.error();
+    if (*row) return std::optional<ListKind>(q.integer(0) == 1 ? ListKind::Block : ListKind::Allow);
     auto dot = rest.find('.');
     if (dot == std::string_view::npos) break;
     rest.remove_prefix(dot + 1);

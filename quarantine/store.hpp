@@ -20,8 +20,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-
-struct sqlite3;
+#include "common/sqlite.hpp"
 
 namespace moat::quarantine {
 
@@ -102,7 +101,7 @@ class Store {
   std::filesystem::path dir_;
   std::filesystem::path db_file_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;
+  sqlite::Db db_;  // closed until ensure_open()
 };
 
 }  // namespace moat::quarantine

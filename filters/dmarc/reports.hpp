@@ -11,9 +11,7 @@
 #include <vector>
 
 #include "common/error.hpp"
-
-struct sqlite3;
-struct sqlite3_stmt;
+#include "common/sqlite.hpp"
 
 namespace moat::filters::dmarc {
 
@@ -32,7 +30,6 @@ struct ReportRow {
 class ReportStore {
  public:
   static Result<std::unique_ptr<ReportStore>> open(const std::filesystem::path& file);
-  ~ReportStore();
   ReportStore(const ReportStore&) = delete;
   ReportStore& operator=(const ReportStore&) = delete;
 
@@ -40,10 +37,9 @@ class ReportStore {
   Result<std::vector<std::pair<ReportRow, unsigned>>> rows();  // all rows, for read-outs and tests
 
  private:
-  ReportStore(sqlite3* db, sqlite3_stmt* insert) : db_(db), insert_(insert) {}
+  explicit ReportStore(sqlite::Db db) : db_(std::move(db)) {}
   std::mutex mu_;
-  sqlite3* db_;
-  sqlite3_stmt* insert_;  // prepared once: compiling the upsert per message showed in bench/auth's profile
+  sqlite::Db db_;  // the upsert is a cached statement: compiling it per message showed in bench/auth's profile
 };
 
 }  // namespace moat::filters::dmarc

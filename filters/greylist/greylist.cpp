@@ -2,12 +2,10 @@
 // triplet of Harris's original paper; auto-allow as in postgrey).
 #include "filters/greylist/greylist.hpp"
 
-#include <sqlite3.h>
-
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
-#include <system_error>
 
 #include "common/blocking.hpp"
 #include "common/log.hpp"
@@ -16,8 +14,6 @@
 
 namespace moat::filters::greylist {
 namespace {
-
-constexpr int kBusyTimeoutMs = 5000;
 
 metrics::Counter& outcome_counter(Outcome o) {
   static metrics::Counter* c[] = {
@@ -34,66 +30,15 @@ metrics::Counter& skipped() {
   return c;
 }
 
-Error db_error(sqlite3* db, const std::string& what) {
-  return Error{Errc::TempFailure, "greylist db: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory")};
-}
-
-// A prepared statement, finalized on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE; }
-  Stmt& text(int i, std::string_view t) {
-    if (ok()) rc_ = sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& integer(int i, std::int64_t v) {
-    if (ok()) rc_ = sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  int step() { return rc_ = ok() ? sqlite3_step(s_) : rc_; }
-  std::int64_t col(int i) const { return sqlite3_column_int64(s_, i); }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_ = SQLITE_OK;
-};
-
-Status exec(sqlite3* db, const char* sql) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db, sql);
-  return {};
-}
-
-// Ends a transaction on every path: ROLLBACK unless commit() ran.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) { st_ = exec(db, "BEGIN IMMEDIATE"); }
-  ~Transaction() {
-    if (st_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  const Status& status() const { return st_; }
-  Status commit() {
-    done_ = true;
-    return exec(db_, "COMMIT");
-  }
-
- private:
-  sqlite3* db_;
-  Status st_;
-  bool done_ = false;
-};
-
-constexpr const char* kSchema =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
+// Migration i takes user_version i to i+1; append only. IF NOT EXISTS: files
+// made before versioning have these tables at version 0.
+constexpr std::array<const char*, 1> kMigrations{
     "CREATE TABLE IF NOT EXISTS triplet(net TEXT NOT NULL, sender TEXT NOT NULL, rcpt TEXT NOT NULL,"
     " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, passed INTEGER NOT NULL,"
     " PRIMARY KEY(net, sender, rcpt)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS client(net TEXT PRIMARY KEY NOT NULL, retries INTEGER NOT NULL,"
-    " last_seen INTEGER NOT NULL) WITHOUT ROWID;";
+    " last_seen INTEGER NOT NULL) WITHOUT ROWID;",
+};
 
 }  // namespace
 
@@ -122,26 +67,20 @@ std::string network_of(const IpAddr& ip, unsigned v4_prefix, unsigned v6_prefix)
 
 Store::Store(std::filesystem::path file) : file_(std::move(file)) {}
 
-Store::~Store() { sqlite3_close_v2(db_); }
+Store::~Store() = default;
 
 Status Store::open_locked() {
-  if (db_) return {};
-  std::error_code ec;
-  if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(file_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    Error e = db_error(raw, "open " + file_.string());
-    sqlite3_close_v2(raw);
-    return e;
-  }
-  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
-  if (auto st = exec(raw, kSchema); !st) {
-    sqlite3_close_v2(raw);
-    return st;
-  }
-  db_ = raw;
+  if (db_.is_open()) return {};
+  sqlite::Options o;
+  o.label = "greylist db";
+  o.errc = Errc::TempFailure;
+  // NORMAL: a power loss may forget the last few triplets, which only means
+  // greylisting them once more; an fsync per RCPT is not worth that.
+  o.pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+  o.migrations = kMigrations;
+  auto db = sqlite::Db::open(file_, std::move(o));
+  if (!db) return db.error();
+  db_ = std::move(*db);
   return {};
 }
 
@@ -152,29 +91,30 @@ Result<Outcome> Store::check(const Triplet& t, const config::Greylist& policy, s
 }
 
 Result<Outcome> Store::check_locked(const Triplet& t, const config::Greylist& p, std::int64_t now) {
-  Transaction tx(db_);
-  if (!tx.status()) return tx.status().error();
+  auto tx = db_.transaction();
+  if (!tx) return tx.error();
   const std::int64_t delay = p.delay.count(), window = p.retry_window.count(), expiry = p.expiry.count();
 
   if (p.auto_allow_after > 0) {
-    Stmt q(db_, "SELECT retries, last_seen FROM client WHERE net = ?1");
-    int rc = q.text(1, t.network).step();
-    if (rc == SQLITE_ROW && q.col(0) >= p.auto_allow_after && q.col(1) + expiry >= now) {
-      Stmt u(db_, "UPDATE client SET last_seen = ?2 WHERE net = ?1");
-      if (u.text(1, t.network).integer(2, now).step() != SQLITE_DONE) return db_error(db_, "refresh client");
-      if (auto st = tx.commit(); !st) return st.error();
+    auto q = db_.cached("SELECT retries, last_seen FROM client WHERE net = ?1");
+    auto row = q.bind(1, t.network).step();
+    if (!row) return row.error();
+    if (*row && q.integer(0) >= p.auto_allow_after && q.integer(1) + expiry >= now) {
+      q.reset();
+      auto refresh = db_.cached("UPDATE client SET last_seen = ?2 WHERE net = ?1").bind(1, t.network).bind(2, now).run();
+      if (!refresh) return refresh.error();
+      if (auto st = tx->commit(); !st) return st.error();
       return Outcome::AutoAllowed;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(db_, "read client");
   }
 
-  Stmt q(db_, "SELECT first_seen, last_seen, passed FROM triplet WHERE net = ?1 AND sender = ?2 AND rcpt = ?3");
-  int rc = q.text(1, t.network).text(2, t.sender).text(3, t.recipient).step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(db_, "read triplet");
+  auto q = db_.cached("SELECT first_seen, last_seen, passed FROM triplet WHERE net = ?1 AND sender = ?2 AND rcpt = ?3");
+  auto row = q.bind(1, t.network).bind(2, t.sender).bind(3, t.recipient).step();
+  if (!row) return row.error();
   Outcome out = Outcome::New;
-  if (rc == SQLITE_ROW) {
-    const std::int64_t first = q.col(0), last = q.col(1);
-    const bool passed = q.col(2) != 0;
+  if (*row) {
+    const std::int64_t first = q.integer(0), last = q.integer(1);
+    const bool passed = q.integer(2) != 0;
     if (passed)
       out = last + expiry >= now ? Outcome::Known : Outcome::New;
     else if (now < first + delay)
@@ -182,22 +122,22 @@ Result<Outcome> Store::check_locked(const Triplet& t, const config::Greylist& p,
     else
       out = now <= first + window ? Outcome::Passed : Outcome::New;  // too late: start over
   }
+  q.reset();
   // New starts the clock; every other outcome keeps first_seen.
-  Stmt w(db_,
-         "INSERT INTO triplet(net, sender, rcpt, first_seen, last_seen, passed) VALUES (?1, ?2, ?3, ?4, ?4, ?5) "
-         "ON CONFLICT(net, sender, rcpt) DO UPDATE SET last_seen = ?4, passed = ?5, "
-         "first_seen = CASE WHEN ?6 THEN ?4 ELSE first_seen END");
   const bool passes = out == Outcome::Passed || out == Outcome::Known;
-  if (w.text(1, t.network).text(2, t.sender).text(3, t.recipient).integer(4, now).integer(5, passes).integer(6, out == Outcome::New).step() !=
-      SQLITE_DONE)
-    return db_error(db_, "write triplet");
+  auto w = db_.cached(
+      "INSERT INTO triplet(net, sender, rcpt, first_seen, last_seen, passed) VALUES (?1, ?2, ?3, ?4, ?4, ?5) "
+      "ON CONFLICT(net, sender, rcpt) DO UPDATE SET last_seen = ?4, passed = ?5, "
+      "first_seen = CASE WHEN ?6 THEN ?4 ELSE first_seen END");
+  w.bind(1, t.network).bind(2, t.sender).bind(3, t.recipient).bind(4, now).bind(5, passes).bind(6, out == Outcome::New);
+  if (auto st = w.run(); !st) return st.error();
   if (out == Outcome::Passed) {
-    Stmt c(db_,
-           "INSERT INTO client(net, retries, last_seen) VALUES (?1, 1, ?2) "
-           "ON CONFLICT(net) DO UPDATE SET retries = retries + 1, last_seen = ?2");
-    if (c.text(1, t.network).integer(2, now).step() != SQLITE_DONE) return db_error(db_, "write client");
+    auto c = db_.cached(
+        "INSERT INTO client(net, retries, last_seen) VALUES (?1, 1, ?2) "
+        "ON CONFLICT(net) DO UPDATE SET retries = retries + 1, last_seen = ?2");
+    if (auto st = c.bind(1, t.network).bind(2, now).run(); !st) return st.error();
   }
-  if (auto st = tx.commit(); !st) return st.error();
+  if (auto st = tx->commit(); !st) return st.error();
   return out;
 }
 
@@ -205,14 +145,14 @@ Result<std::int64_t> Store::cleanup(const config::Greylist& p, std::int64_t now)
   std::lock_guard lk(mu_);
   if (auto st = open_locked(); !st) return st.error();
   last_cleanup_ = now;
-  Stmt t(db_,
-         "DELETE FROM triplet WHERE (passed = 0 AND first_seen + ?1 < ?3) OR (passed = 1 AND last_seen + ?2 < ?3)");
-  if (t.integer(1, p.retry_window.count()).integer(2, p.expiry.count()).integer(3, now).step() != SQLITE_DONE)
-    return db_error(db_, "expire triplets");
-  std::int64_t n = sqlite3_changes(db_);
-  Stmt c(db_, "DELETE FROM client WHERE last_seen + ?1 < ?2");
-  if (c.integer(1, p.expiry.count()).integer(2, now).step() != SQLITE_DONE) return db_error(db_, "expire clients");
-  return n + sqlite3_changes(db_);
+  auto t = db_.prepare(
+      "DELETE FROM triplet WHERE (passed = 0 AND first_seen + ?1 < ?3) OR (passed = 1 AND last_seen + ?2 < ?3)");
+  if (auto st = t.bind(1, p.retry_window.count()).bind(2, p.expiry.count()).bind(3, now).run(); !st)
+    return st.error();
+  std::int64_t n = db_.changes();
+  auto c = db_.prepare("DELETE FROM client WHERE last_seen + ?1 < ?2");
+  if (auto st = c.bind(1, p.expiry.count()).bind(2, now).run(); !st) return st.error();
+  return n + db_.changes();
 }
 
 void Store::maybe_cleanup(const config::Greylist& policy, std::int64_t now, std::int64_t every) {
@@ -230,9 +170,10 @@ void Store::maybe_cleanup(const config::Greylist& policy, std::int64_t now, std:
 Result<std::int64_t> Store::count_triplets() {
   std::lock_guard lk(mu_);
   if (auto st = open_locked(); !st) return st.error();
-  Stmt q(db_, "SELECT count(*) FROM triplet");
-  if (q.step() != SQLITE_ROW) return db_error(db_, "count");
-  return q.col(0);
+  auto q = db_.prepare("SELECT count(*) FROM triplet");
+  auto row = q.step();
+  if (!row) return row.error();
+  return q.integer(0);
 }
 
 // ---- Filter ----
@@ -263,10 +204,6 @@ bool GreylistFilter::exempt(const ClientInfo& client) const {
   if (!client.auth_user.empty()) return true;
   return std::any_of(exempt_.begin(), exempt_.end(), [&](const Cidr& n) { return n.contains(client.ip); });
 }
-
-namespace {
-
-}  // namespace
 
 asio::awaitable<Status> GreylistFilter::run(Phase, ScanContext& ctx) {
   if (!ctx.current_rcpt || exempt(ctx.envelope.client)) {

@@ -18,9 +18,8 @@
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/net.hpp"
+#include "common/sqlite.hpp"
 #include "filters/filter.hpp"
-
-struct sqlite3;
 
 namespace moat::filters::greylist {
 
@@ -66,7 +65,7 @@ class Store {
 
   std::filesystem::path file_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;
+  sqlite::Db db_;  // closed until first use
   std::int64_t last_cleanup_ = 0;
 };
 

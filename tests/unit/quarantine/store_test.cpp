@@ -1,6 +1,7 @@
 // quarantine::Store: files and rows, durability layout, recovery, expiry,
 // sender lists, and ids that must never become paths.
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
 
 #include <fstream>
 
@@ -145,6 +146,31 @@ TEST_CASE("recovery: tmp emptied, files without rows and rows without files drop
   REQUIRE(l->size() == 1);
   CHECK((*l)[0].id == "AAAAAAAAAA0001");
   CHECK(*s.read("AAAAAAAAAA0001") == "kept");
+}
+
+TEST_CASE("a database from a newer moat or a foreign file is a temporary error", "[quarantine][store]") {
+  test::TempDir t;
+  SECTION("newer schema") {
+    { Store s(t.path / "q", t.path / "q.sqlite"); REQUIRE(s.open()); }
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open((t.path / "q.sqlite").c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    Store s(t.path / "q", t.path / "q.sqlite");
+    auto st = s.open();
+    REQUIRE_FALSE(st);
+    CHECK(st.error().detail.find("newer") != std::string::npos);
+    CHECK(is_temporary(st.error().code));
+    CHECK_FALSE(s.put(entry("AAAAAAAAAA0001", 100, 1000), "x", true));
+    CHECK(!fs::exists(s.file("AAAAAAAAAA0001")));  // no row, so no file either
+  }
+  SECTION("not a database") {
+    std::ofstream(t.path / "q.sqlite") << std::string(8192, 'x');
+    Store s(t.path / "q", t.path / "q.sqlite");
+    auto st = s.open();
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == Errc::IoError);
+  }
 }
 
 TEST_CASE("sender lists: exact domain and parents, most specific wins", "[quarantine][store]") {

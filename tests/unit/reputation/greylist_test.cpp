@@ -3,6 +3,7 @@
 // window, kept passes, auto-allow of networks, cleanup, survival across a
 // reopen; and the filter's skips and symbol.
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
 
 #include "filters/greylist/greylist.hpp"
 #include "filters/policy.hpp"
@@ -120,6 +121,28 @@ TEST_CASE("greylist: state survives a reopen and cleanup removes what expired", 
   // An unpassed triplet goes when its retry window is over.
   CHECK(check(s, a, t0 + 200000) == Outcome::New);
   CHECK(*s.cleanup(policy(), t0 + 200000 + 3601) == 1);
+}
+
+TEST_CASE("greylist: a file from before schema versions keeps its triplets", "[greylist]") {
+  test::TempDir dir;
+  const auto file = dir.path / "g.sqlite";
+  const std::int64_t t0 = 1'700'000'000;
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &raw) == SQLITE_OK);
+  // The schema as the first release created it, at user_version 0.
+  REQUIRE(sqlite3_exec(raw,
+                       "CREATE TABLE triplet(net TEXT NOT NULL, sender TEXT NOT NULL, rcpt TEXT NOT NULL,"
+                       " first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, passed INTEGER NOT NULL,"
+                       " PRIMARY KEY(net, sender, rcpt)) WITHOUT ROWID;"
+                       "CREATE TABLE client(net TEXT PRIMARY KEY NOT NULL, retries INTEGER NOT NULL,"
+                       " last_seen INTEGER NOT NULL) WITHOUT ROWID;"
+                       "INSERT INTO triplet VALUES ('192.0.2.0/24', 'a@example.org', 'r@example.com', 1700000000,"
+                       " 1700000000, 0);",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+  Store s(file);
+  CHECK(check(s, Triplet{"192.0.2.0/24", "a@example.org", "r@example.com"}, t0 + 300) == Outcome::Passed);
+  CHECK(*s.count_triplets() == 1);
 }
 
 TEST_CASE("greylist: a database that cannot be opened is an error, not a pass", "[greylist]") {
