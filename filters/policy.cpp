@@ -68,6 +68,21 @@ void set_virus_action(Verdict& v, const Symbol& virus, const config::Actions& a)
   v.reason = virus.name;
 }
 
+const Symbol* first_unscanned(const std::vector<Symbol>& symbols) {
+  for (const auto& s : symbols)
+    if (is_unscanned_symbol(s.name) && s.score > 0) return &s;  // [scores] X = 0 turns it off, as for forcing
+  return nullptr;
+}
+
+// After the virus rule: content the scanner could not vouch for is held
+// rather than refused. Discard stays (nothing goes back to the sender).
+void hold_unscanned(Verdict& v, const std::vector<Symbol>& symbols) {
+  const Symbol* u = first_unscanned(symbols);
+  if (!u || v.action != Action::Reject) return;
+  v.action = Action::Quarantine;
+  v.reason = u->name;
+}
+
 const config::Actions& domain_actions(const config::Config& cfg, std::string_view domain) {
   for (const auto& d : cfg.domain_actions)
     if (iequals(d.domain, domain)) return d.actions;
@@ -99,6 +114,8 @@ config::Actions actions_for(const config::Config& cfg, const Envelope& env) {
 
 bool is_virus_symbol(std::string_view name) { return name.rfind("VIRUS", 0) == 0; }
 
+bool is_unscanned_symbol(std::string_view name) { return name == "AV_LIMIT_EXCEEDED" || name == "AV_SCAN_ERROR"; }
+
 Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Phase phase) {
   Verdict v;
   for (const auto& s : symbols) v.score += s.score;
@@ -125,6 +142,7 @@ Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& a, Pha
   if (phase != Phase::EndOfData) return v;
   force(symbols, v);
   if (const Symbol* virus = first_virus(symbols)) set_virus_action(v, *virus, a);
+  else hold_unscanned(v, symbols);
   return v;
 }
 
@@ -132,6 +150,12 @@ void apply_sender_list(Verdict& v, SenderList list, const std::vector<Symbol>& s
                        const config::Actions& a) {
   if (list == SenderList::None || v.action == Action::TempFail) return;
   if (const Symbol* virus = first_virus(symbols)) return set_virus_action(v, *virus, a);
+  if (const Symbol* u = first_unscanned(symbols)) {
+    // Neither passed unscanned (allowed) nor bounced with what may be a virus (blocked).
+    v.action = Action::Quarantine;
+    v.reason = list == SenderList::Block ? "SENDER_BLOCKED" : u->name;
+    return;
+  }
   if (list == SenderList::Block) {
     v.action = Action::Reject;
     v.reply = Errc::PolicyReject;

@@ -29,6 +29,13 @@ config::Actions actions_for(const config::Config& cfg, const Envelope& env);
 // Reject, so nothing is bounced for a virus (SECURITY.md promise 4).
 bool is_virus_symbol(std::string_view name);
 
+// Content the antivirus could not vouch for (AV_LIMIT_EXCEEDED: a ClamAV or
+// MIME limit cut the scan short; AV_SCAN_ERROR) may be a virus too: it is
+// held, and a score over reject makes it Quarantine instead of Reject, so it
+// is not bounced either. Discard stays Discard. Like the forcing
+// (filters/scores.hpp), only while the symbol's score is positive.
+bool is_unscanned_symbol(std::string_view name);
+
 // Symbol scores must already be filled in (the pipeline does it).
 // At EndOfData: score >= discard -> Discard, >= reject -> Reject, >= tempfail -> TempFail,
 // >= quarantine -> Quarantine, >= tag -> Tag, else Accept. Before EndOfData
@@ -43,8 +50,9 @@ Verdict decide(const std::vector<Symbol>& symbols, const config::Actions& action
 // From domain). Precedence at end of DATA, after decide():
 //   1. a fail-closed TempFail stays (a message is never passed unscanned);
 //   2. a virus keeps its virus action (quarantine or discard);
-//   3. Block -> Reject (550 5.7.1, reason SENDER_BLOCKED);
-//   4. Allow -> Accept, except a mail loop (HOPS_LOOP) which still rejects.
+//   3. unscanned content (is_unscanned_symbol) is quarantined either way;
+//   4. Block -> Reject (550 5.7.1, reason SENDER_BLOCKED);
+//   5. Allow -> Accept, except a mail loop (HOPS_LOOP) which still rejects.
 enum class SenderList { None, Allow, Block };
 void apply_sender_list(Verdict& v, SenderList list, const std::vector<Symbol>& symbols,
                        const config::Actions& actions);

@@ -63,6 +63,13 @@ cl_scan_options scan_options() {
   return o;
 }
 
+// libclamav 1.4 leaves the scan's virname NULL for heuristic alerts (the
+// limit ones among them) unless a virus-found callback is registered; the
+// callback also hands the name over through the scan's context.
+void on_found(int, const char* virname, void* context) {
+  if (context && virname) *static_cast<std::string*>(context) = virname;
+}
+
 }  // namespace
 
 bool is_limit_name(std::string_view s) { return s.starts_with("Heuristics.Limits.Exceeded"); }
@@ -82,6 +89,7 @@ Result<std::shared_ptr<const Engine>> Engine::load(const std::vector<fs::path>& 
   if (!e->engine_) return Error{Errc::TempFailure, "cl_engine_new failed"};
   if (auto st = set_limits(e->engine_, limits); !st) return st.error();
   if (!tmpdir.empty()) cl_engine_set_str(e->engine_, CL_ENGINE_TMPDIR, tmpdir.c_str());
+  cl_engine_set_clcb_virus_found(e->engine_, on_found);
   for (const auto& d : dirs) {
     std::error_code ec;
     if (!fs::is_directory(d, ec)) return Error{Errc::Invalid, d.string() + ": not a directory"};
@@ -108,12 +116,13 @@ ScanResult Engine::scan(std::string_view data, std::string_view name) const {
   unsigned long scanned = 0;
   // The name is only a hint for ClamAV's logs; no file is opened by it.
   std::string hint(name.empty() ? "item" : name);
-  cl_error_t rc = cl_scanmap_callback(map, hint.c_str(), &virname, &scanned, engine_, &opts, nullptr);
+  std::string found;
+  cl_error_t rc = cl_scanmap_callback(map, hint.c_str(), &virname, &scanned, engine_, &opts, &found);
   cl_fmap_close(map);
   switch (rc) {
     case CL_CLEAN: return {Outcome::Clean, {}};
     case CL_VIRUS: {
-      std::string v = virname ? virname : "Unknown";
+      std::string v = virname ? virname : !found.empty() ? found : "Unknown";
       return {is_limit_name(v) ? Outcome::LimitExceeded : Outcome::Virus, v};
     }
     // Limits reported as errors rather than heuristics: still a verdict.

@@ -30,15 +30,17 @@ scand::Limits frame_limits(const config::Config& cfg) {
   return l;
 }
 
-Request build_request(std::string_view message, const attachments::ExtractLimits& limits, std::uint32_t id) {
+Request build_request(std::string_view message, const mime::Message& tree, const attachments::LeafLimits& limits,
+                      std::uint32_t id) {
   Request r;
   r.scan.id = id;
   r.scan.items.push_back(scand::Item{scand::ItemKind::Message, "message", std::string(message)});
-  auto ex = attachments::extract_parts(message, limits);
-  r.limit = ex.limit;
-  for (std::size_t i = 0; i < ex.parts.size(); ++i) {
-    auto& p = ex.parts[i];
-    if (p.body.empty()) continue;
+  auto leaves = attachments::collect_leaves(message, tree, limits);
+  r.limit = std::move(leaves.limit);
+  for (std::size_t i = 0; i < leaves.parts.size(); ++i) {
+    auto& p = leaves.parts[i];
+    // The root's own bytes are item 0 already.
+    if (p.body.empty() || (p.depth == 0 && !p.decoded && !p.hidden)) continue;
     std::string name = p.filename.empty() ? "part-" + std::to_string(i + 1) : p.filename.substr(0, 255);
     r.scan.items.push_back(scand::Item{scand::ItemKind::Part, std::move(name), std::move(p.body)});
   }
@@ -78,8 +80,12 @@ AntivirusFilter::AntivirusFilter(const config::Config& cfg, const config::Filter
 asio::awaitable<Status> AntivirusFilter::run(Phase, ScanContext& ctx) {
   const std::uint32_t id = g_next_id.fetch_add(1);
   Request req;
-  if (blocking_) req = co_await run_blocking(*blocking_, [&] { return build_request(ctx.message, extract_, id); });
-  else req = build_request(ctx.message, extract_, id);
+  // The shared parse is taken here and only read from the pool, where the
+  // decoding (CPU work on hostile bytes) runs.
+  const mime::Message* tree = &ctx.mime();
+  auto build = [this, &ctx, tree, id] { return build_request(ctx.message, *tree, extract_, id); };
+  if (blocking_) req = co_await run_blocking(*blocking_, build);
+  else req = build();
   if (!req.limit.empty()) ctx.add(std::string(kLimitExceeded), safe("MIME: " + req.limit));
   auto reply = co_await scan(socket_, req.scan, timeout_, limits_);
   if (!reply) {

@@ -1,5 +1,5 @@
-// Antivirus filter (issue 4): at end of DATA, the raw message and every part
-// our MIME extraction decodes (filters/attachments/parts.hpp) go to
+// Antivirus filter (issue 4): at end of DATA, the raw message and every leaf
+// of the shared MIME parse, decoded (filters/attachments/leaves.hpp), go to
 // moat-scand, which scans them with libclamav. Symbols:
 //   VIRUS_FOUND        detail "SIGNATURE in NAME"
 //   AV_LIMIT_EXCEEDED  a ClamAV or MIME limit was hit: unscanned is not clean
@@ -15,7 +15,7 @@
 
 #include "common/config.hpp"
 #include "common/proto/scand/scand.hpp"
-#include "filters/attachments/parts.hpp"
+#include "filters/attachments/leaves.hpp"
 #include "filters/filter.hpp"
 
 namespace moat::filters::antivirus {
@@ -25,12 +25,14 @@ inline constexpr std::string_view kLimitExceeded = "AV_LIMIT_EXCEEDED";
 inline constexpr std::string_view kScanError = "AV_SCAN_ERROR";
 
 // What moat-scand is asked to scan: item 0 is the raw message, then the
-// decoded parts. Exposed for tests.
+// leaves (`tree` is mime::parse(message)), except a root whose body is the
+// message's own bytes. Exposed for tests.
 struct Request {
   proto::scand::ScanRequest scan;
   std::string limit;  // extraction stopped at a limit (reported as AV_LIMIT_EXCEEDED)
 };
-Request build_request(std::string_view message, const attachments::ExtractLimits& limits, std::uint32_t id);
+Request build_request(std::string_view message, const mime::Message& tree, const attachments::LeafLimits& limits,
+                      std::uint32_t id);
 
 // Symbols for a reply (Clean adds none).
 void add_symbols(const proto::scand::ScanReply& reply, const proto::scand::ScanRequest& request, ScanContext& ctx);
@@ -45,7 +47,7 @@ class AntivirusFilter final : public Filter {
  private:
   std::filesystem::path socket_;
   std::chrono::milliseconds timeout_;
-  attachments::ExtractLimits extract_;
+  attachments::LeafLimits extract_;
   proto::scand::Limits limits_;
   boost::asio::thread_pool* blocking_;
 };

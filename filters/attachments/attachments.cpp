@@ -72,7 +72,7 @@ class Checker {
   Checker(const config::AttachmentPolicy& p, const ArchiveLimits& l, std::vector<Finding>& out)
       : policy_(p), limits_(l), out_(out) {}
 
-  void part(const Part& part) {
+  void part(const Leaf& part) {
     std::string name = clean_name(part.filename);
     std::string shown = name.empty() ? "(unnamed " + part.content_type + ")" : name;
     if (!name.empty()) names(name, shown, kBlockedExt);
@@ -194,7 +194,7 @@ std::string true_type(std::string_view data) {
   return m.type(data);
 }
 
-std::vector<Finding> check(const std::vector<Part>& parts, const config::AttachmentPolicy& policy,
+std::vector<Finding> check(const std::vector<Leaf>& parts, const config::AttachmentPolicy& policy,
                            const ArchiveLimits& limits) {
   std::vector<Finding> out;
   Checker c(policy, limits, out);
@@ -209,8 +209,8 @@ AttachmentsFilter::AttachmentsFilter(const config::Config& cfg, boost::asio::thr
   archive_.max_entries = settings_.max_archive_entries;
 }
 
-std::vector<Finding> AttachmentsFilter::scan(const ScanContext& ctx) const {
-  Extraction ex = extract_parts(ctx.message, extract_);
+std::vector<Finding> AttachmentsFilter::scan(const ScanContext& ctx, const mime::Message& tree) const {
+  Leaves ex = collect_leaves(ctx.message, tree, extract_);
   std::vector<const config::AttachmentPolicy*> policies;
   for (const auto& r : ctx.envelope.recipients) {
     const auto* p = &settings_.for_domain(domain_of(r.address));
@@ -227,9 +227,12 @@ std::vector<Finding> AttachmentsFilter::scan(const ScanContext& ctx) const {
 
 asio::awaitable<Status> AttachmentsFilter::run(Phase, ScanContext& ctx) {
   // Decoding and archive reading are CPU work on hostile bytes: off the I/O threads.
+  // The shared parse is made (or taken) here, on the session's side, and only
+  // read from the pool: a filter after us that times this one out never races it.
+  const mime::Message* tree = &ctx.mime();
   std::vector<Finding> found;
-  if (blocking_) found = co_await run_blocking(*blocking_, [this, &ctx] { return scan(ctx); });
-  else found = scan(ctx);
+  if (blocking_) found = co_await run_blocking(*blocking_, [this, &ctx, tree] { return scan(ctx, *tree); });
+  else found = scan(ctx, *tree);
   // One symbol per kind (details joined), so several findings do not add up.
   std::vector<Finding> merged;
   for (auto& f : found) {

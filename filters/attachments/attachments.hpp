@@ -1,8 +1,9 @@
 // Attachment policy (issue 4): blocked file extensions, double extensions
 // ("invoice.pdf.exe"), true types by content (libmagic), names and types
 // inside archives (libarchive, nested up to archive_depth), and encrypted
-// archives, whose contents no scanner can see. File names come decoded from
-// RFC 2231 / RFC 2047 (parts.hpp). The policy is per recipient domain
+// archives, whose contents no scanner can see. Parts and their file names
+// (RFC 2231 / RFC 2047) come from the shared MIME parse (leaves.hpp). The
+// policy is per recipient domain
 // ([[attachments.domain]]); a message for several domains gets the union of
 // their findings. Every finding forces Quarantine (filters/scores.cpp).
 #pragma once
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "common/config.hpp"
-#include "filters/attachments/parts.hpp"
+#include "filters/attachments/leaves.hpp"
 #include "filters/filter.hpp"
 
 namespace moat::filters::attachments {
@@ -49,7 +50,7 @@ std::string true_type(std::string_view data);
 
 // All findings for these parts under one policy. Pure apart from libmagic
 // and libarchive reading memory; tests call it directly.
-std::vector<Finding> check(const std::vector<Part>& parts, const config::AttachmentPolicy& policy,
+std::vector<Finding> check(const std::vector<Leaf>& parts, const config::AttachmentPolicy& policy,
                            const ArchiveLimits& limits);
 
 class AttachmentsFilter final : public Filter {
@@ -60,9 +61,9 @@ class AttachmentsFilter final : public Filter {
   asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
 
  private:
-  std::vector<Finding> scan(const ScanContext& ctx) const;
+  std::vector<Finding> scan(const ScanContext& ctx, const mime::Message& tree) const;
   config::Attachments settings_;
-  ExtractLimits extract_;
+  LeafLimits extract_;
   ArchiveLimits archive_;
   boost::asio::thread_pool* blocking_;
 };

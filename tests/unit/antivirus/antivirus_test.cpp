@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -102,7 +103,7 @@ ClientRun exchange(Fake mode) {
 
 TEST_CASE("antivirus: the request holds the raw message and the decoded parts", "[antivirus]") {
   const std::string msg = slurp(eicar_dir() / "eicar-zip-attachment.eml");
-  auto r = antivirus::build_request(msg, {}, 9);
+  auto r = antivirus::build_request(msg, mime::parse(msg), {}, 9);
   CHECK(r.scan.id == 9);
   CHECK(r.limit.empty());
   REQUIRE(r.scan.items.size() >= 2);
@@ -113,6 +114,22 @@ TEST_CASE("antivirus: the request holds the raw message and the decoded parts", 
   CHECK(zip);
   // It fits the frame limits both sides use.
   CHECK(scand::encode(r.scan).size() - 4 <= antivirus::frame_limits(config::Config{}).max_frame);
+}
+
+TEST_CASE("antivirus: parts hidden from the strict parse are scanned; the root is not sent twice", "[antivirus]") {
+  const auto dir = std::filesystem::path(MOAT_SOURCE_DIR) / ".." / "shared" / "testdata" / "clamav" / "upstream-mail";
+  const std::string clam = slurp("/usr/share/clamav-testfiles/clam.exe");
+  // Two boundary parameters: the strict parse takes the first, clam.exe sits behind the second.
+  const std::string msg = slurp(dir / "clam.mail-multiple-boundaries.eml");
+  auto r = antivirus::build_request(msg, mime::parse(msg), {}, 1);
+  CHECK(r.limit.empty());
+  CHECK(std::count_if(r.scan.items.begin(), r.scan.items.end(),
+                      [&](const scand::Item& it) { return it.name == "clam.exe" && it.data == clam; }) == 1);
+  // A plain one-part message: only the message itself goes.
+  const std::string plain = "From: a@b\r\nSubject: hi\r\n\r\nhello\r\n";
+  auto p = antivirus::build_request(plain, mime::parse(plain), {}, 2);
+  REQUIRE(p.scan.items.size() == 1);
+  CHECK(p.scan.items[0].kind == scand::ItemKind::Message);
 }
 
 TEST_CASE("antivirus: findings become symbols that force Quarantine, never Reject", "[antivirus]") {

@@ -67,7 +67,7 @@ config::AttachmentPolicy default_policy() {
 
 std::vector<Finding> check_one(std::string name, std::string body, const config::AttachmentPolicy& p = default_policy(),
                                ArchiveLimits lim = {}) {
-  return check({Part{std::move(name), "application/octet-stream", std::move(body), 1}}, p, lim);
+  return check({Leaf{std::move(name), "application/octet-stream", std::move(body), 1, true, false}}, p, lim);
 }
 
 bool has(const std::vector<Finding>& f, std::string_view symbol, std::string_view detail = {}) {
