@@ -152,6 +152,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(std::vector<Rule> rules,
 }
 
 RuleSet::~RuleSet() {
+  if (match_ctx_) pcre2_match_context_free(match_ctx_);
   for (auto* c : pcre_)
     if (c) pcre2_code_free(c);
   for (auto* d : db_)
@@ -247,6 +248,9 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
   for (std::uint32_t i = 0; i < rules_.size(); ++i)
     if (!visit(i, 0)) return Error{Errc::Invalid, cycle};
 
+  for (const auto& r : rules_)
+    if (r.cls != RuleClass::Meta) needs_ |= class_bit(r.cls);
+
   // Header keys.
   key_of_.assign(rules_.size(), -1);
   for (std::uint32_t i = 0; i < rules_.size(); ++i) {
@@ -294,6 +298,10 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
     if (!d) continue;
     if (hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
   }
+  // The limits bound backtracking on hostile input (e.g. nested repeats).
+  match_ctx_ = pcre2_match_context_create(nullptr);
+  pcre2_set_match_limit(match_ctx_, kPcreMatchLimit);
+  pcre2_set_depth_limit(match_ctx_, kPcreMatchLimit / 10);
   return {};
 }
 
@@ -460,21 +468,24 @@ void RuleSet::give_scratch(hs_scratch* s) const {
 
 struct RuleSet::State {
   hs_scratch* scratch = nullptr;
+  pcre2_match_data* match_data = nullptr;
   std::vector<std::uint8_t> matched;
   std::vector<std::uint32_t> candidates;
+  State() = default;
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  ~State() {
+    if (match_data) pcre2_match_data_free(match_data);
+  }
 };
 
-bool RuleSet::pcre_match(std::uint32_t id, std::string_view buf) const {
+bool RuleSet::pcre_match(std::uint32_t id, std::string_view buf, State& st) const {
   pcre2_code* code = pcre_[id];
   if (!code) return false;
-  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
-  // The limit bounds backtracking on hostile input (e.g. nested repeats).
-  pcre2_match_context* mc = pcre2_match_context_create(nullptr);
-  pcre2_set_match_limit(mc, kPcreMatchLimit);
-  pcre2_set_depth_limit(mc, kPcreMatchLimit / 10);
-  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), 0, 0, md, mc);
-  pcre2_match_context_free(mc);
-  pcre2_match_data_free(md);
+  // One ovector pair is enough to learn "matched"; the block is made once
+  // per scan, the context (limits) once per set.
+  if (!st.match_data) st.match_data = pcre2_match_data_create(1, nullptr);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), 0, 0, st.match_data, match_ctx_);
   if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) limit_hits_.fetch_add(1, std::memory_order_relaxed);
   return rc >= 0;
 }
@@ -488,11 +499,11 @@ Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State&
                             on_match, &ctx);
     if (rc != HS_SUCCESS) return Error{Errc::ScanUnavailable, "hs_scan failed: " + std::to_string(rc)};
     for (auto id : st.candidates)
-      if (!st.matched[id] && pcre_match(id, buf)) st.matched[id] = 1;
+      if (!st.matched[id] && pcre_match(id, buf, st)) st.matched[id] = 1;
   }
   for (auto id : pcre_only_[static_cast<std::size_t>(c)]) {
     if (st.matched[id] || (key >= 0 && key_of_[id] != key)) continue;
-    if (pcre_match(id, buf)) st.matched[id] = 1;
+    if (pcre_match(id, buf, st)) st.matched[id] = 1;
   }
   return {};
 }

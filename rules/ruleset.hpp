@@ -31,6 +31,7 @@
 struct hs_database;
 struct hs_scratch;
 struct pcre2_real_code_8;
+struct pcre2_real_match_context_8;
 
 namespace moat::rules {
 
@@ -50,6 +51,11 @@ struct Input {
 };
 
 enum class Engine : std::uint8_t { None, Hyperscan, Prefilter, Pcre };
+
+// A set of rule classes (bit per RuleClass), e.g. what a rule set reads.
+using ClassMask = std::uint32_t;
+constexpr ClassMask class_bit(RuleClass c) { return ClassMask(1u) << unsigned(c); }
+inline constexpr ClassMask kAllClasses = (ClassMask(1u) << kClassCount) - 1;
 
 struct CompileOptions {
   std::filesystem::path cache_dir;  // empty: no cache
@@ -83,6 +89,8 @@ class RuleSet {
   Result<std::vector<const Rule*>> scan(const Input& in) const;
 
   const std::vector<Rule>& rules() const { return rules_; }
+  // The classes this set has rules for: what the input needs to hold.
+  ClassMask needs() const { return needs_; }
   Engine engine(std::size_t i) const { return engines_[i]; }
   std::string_view hash() const { return hash_; }
   // PCRE2 runs that hit their match limit (counted as no match).
@@ -96,7 +104,7 @@ class RuleSet {
   bool load_cache(const std::filesystem::path& file);
   void save_cache(const std::filesystem::path& file) const;
   Status scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const;
-  bool pcre_match(std::uint32_t id, std::string_view buf) const;
+  bool pcre_match(std::uint32_t id, std::string_view buf, State& st) const;
   hs_scratch* take_scratch() const;
   void give_scratch(hs_scratch* s) const;
 
@@ -110,10 +118,12 @@ class RuleSet {
   std::vector<MetaExpr> meta_;                     // by rule index (empty for non-meta)
   hs_database* db_[kClassCount] = {};
   hs_scratch* proto_scratch_ = nullptr;
+  pcre2_real_match_context_8* match_ctx_ = nullptr;  // match limits; read-only while scanning
   mutable std::mutex scratch_mu_;
   mutable std::vector<hs_scratch*> scratch_pool_;
   mutable std::atomic<std::uint64_t> limit_hits_{0};
   std::string hash_;
+  ClassMask needs_ = 0;
   friend struct ScanAccess;
 };
 

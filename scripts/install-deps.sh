@@ -26,8 +26,10 @@ TEST_PKGS=(
 # Peers only the benchmarks compare against (bench/*): kept out of `make test`
 # so CI never starts a system IMAP server. rspamd is not in this list: Debian
 # 12's rspamd depends on libhyperscan5, which conflicts with the
-# libvectorscan5 moat builds against, so bench/scan unpacks it (see there).
-BENCH_PKGS=(bogofilter dovecot-imapd dovecot-pop3d spamd spamc)
+# libvectorscan5 moat builds against, so bench/lib/rspamd-peer.sh unpacks it
+# with apt-get download + dpkg -x; the libraries after redis-server are its
+# other dependencies, which install normally.
+BENCH_PKGS=(bogofilter dovecot-imapd dovecot-pop3d spamd spamc redis-server libluajit2-5.1-2 libglib2.0-0 libicu72 libsodium23 libunwind8)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-}" in

@@ -105,10 +105,14 @@ Result<std::vector<const moat::rules::Rule*>> scan_message(const RuleSet& set, s
 asio::awaitable<Status> RulesFilter::run(Phase, ScanContext& ctx) {
   auto set = current_->get();
   if (!set) co_return Status{};
+  // The input comes from the parse every content filter shares; it is built
+  // here, on the filter's own turn, because ScanContext is not thread-safe.
+  // Only the scan itself goes to the pool.
+  auto text = [&ctx](std::size_t i) -> const std::string& { return ctx.part_text(i); };
+  auto input = make_input(ctx.mime(), ctx.message, text, {}, set->needs());
   Result<std::vector<const moat::rules::Rule*>> hits = Error{Errc::ScanUnavailable, "not run"};
-  std::string_view message = ctx.message;
-  auto work = [&set, message]() { return scan_message(*set, message); };
-  // Decoding and scanning a large message takes milliseconds: not on an I/O thread.
+  auto work = [&set, &input]() { return set->scan(input); };
+  // Scanning a large message takes milliseconds: not on an I/O thread.
   if (pool_) hits = co_await run_blocking(*pool_, work);
   else hits = work();
   if (!hits) co_return hits.error();

@@ -2,6 +2,7 @@
 // the cache, and the SpamAssassin import (rules/).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -274,31 +275,57 @@ TEST_CASE("rules: the cache file round-trips and a damaged one is rebuilt", "[ru
   CHECK(d.cache_file != a.cache_file);
 }
 
-TEST_CASE("rules: message decoding for rules", "[rules]") {
-  CHECK(fr::decode_qp("a=3Db=\r\nc=ZZ") == "a=bc=ZZ");
-  CHECK(fr::decode_base64_lenient("aGVs\r\nbG8=") == "hello");
-  CHECK(fr::decode_rfc2047("=?utf-8?B?aGk=?= =?utf-8?Q?there_you?= x") == "hithere you x");
-  std::vector<std::string> uris;
-  CHECK(fr::html_to_text("<p>A &amp; B<script>no</script><a href=\"http://x.test/\">link</a>&#65;</p>", &uris) ==
-        "\nA & BlinkA\n");
-  CHECK(uris == std::vector<std::string>{"http://x.test/"});
+TEST_CASE("rules: the input comes from the shared MIME parse", "[rules]") {
   auto in = fr::make_input(kSpam);
-  CHECK(in.headers.size() == 7);
+  REQUIRE(in.headers.size() == 7);
+  CHECK(in.headers[2].name == "subject");
+  CHECK(in.headers[2].raw == "=?utf-8?Q?FREE_offer?=");
   CHECK(in.headers[2].value == "FREE offer");
-  CHECK(in.body.starts_with("FREE offer\n\nBuy cheap \r\n  pills at"));
-  CHECK(in.rawbody.find("<font size=1>hidden</font>") != std::string::npos);
+  // Subject first (as SpamAssassin), then each text part's scan text.
+  CHECK(in.body.starts_with("FREE offer\n\nBuy cheap \r\n  pills at http://192.0.2.7/x"));
+  CHECK(in.body.find("hidden") != std::string::npos);            // HTML part as text
+  CHECK(in.body.find("<font") == std::string::npos);
+  CHECK(in.rawbody.find("<font size=1>hidden</font>") != std::string::npos);  // HTML kept
   CHECK(in.uris == std::vector<std::string>{"http://192.0.2.7/x"});
-  // Nesting past the limit is not followed (20 levels), nesting within it is.
-  fr::InputLimits lim;
+  CHECK(in.full == kSpam);
+
+  // Charsets are converted by the shared parser: rules see UTF-8.
+  const std::string latin1 = "Subject: caf=?iso-8859-1?Q?=E9?=\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+                             "Content-Transfer-Encoding: quoted-printable\r\n\r\nna=EFve\r\n";
+  auto l = fr::make_input(latin1);
+  CHECK(l.headers[0].value == "caf\xc3\xa9");
+  CHECK(l.body.find("na\xc3\xafve") != std::string::npos);
+  CHECK(l.rawbody == "na\xefve\r\n");                            // rawbody: transfer-decoded only
+
+  // URLs of HTML attributes and of text, distinct.
+  const std::string html = "Content-Type: text/html\r\n\r\n<a href=\"http://x.test/a\">x</a> www.y.test\r\n";
+  auto h = fr::make_input(html);
+  CHECK(std::find(h.uris.begin(), h.uris.end(), "http://x.test/a") != h.uris.end());
+
+  // Nested parts are followed as deep as the shared parser's limit (100).
   auto nest = [](int levels) {
     std::string m = "Content-Type: multipart/mixed; boundary=b0\r\n\r\n";
     for (int i = 0; i < levels; ++i)
       m += "--b" + std::to_string(i) + "\r\nContent-Type: multipart/mixed; boundary=b" + std::to_string(i + 1) + "\r\n\r\n";
     return m + "--b" + std::to_string(levels) + "\r\nContent-Type: text/plain\r\n\r\nburied\r\n";
   };
-  CHECK(fr::make_input(nest(10), lim).body == "buried\r\n");
-  const std::string deep = nest(50);
-  CHECK(fr::make_input(deep, lim).body.find("buried") == std::string::npos);
+  CHECK(fr::make_input(nest(50)).body == "buried\r\n");
+  CHECK(fr::make_input(nest(150)).body.find("buried") == std::string::npos);
+
+  // Only what the set needs is built.
+  const std::string msg = kSpam;
+  auto tree = mime::parse(msg);
+  int asked = 0;
+  std::string keep;
+  auto text = [&](std::size_t i) -> const std::string& {
+    ++asked;
+    keep = mime::part_text(msg, tree.parts[i]).data;
+    return keep;
+  };
+  auto only_raw = fr::make_input(tree, msg, text, {}, class_bit(RuleClass::RawBody));
+  CHECK(asked == 0);
+  CHECK(only_raw.body.empty());
+  CHECK_FALSE(only_raw.rawbody.empty());
 }
 
 TEST_CASE("rules: SpamAssassin import of the installed rules", "[rules][sa]") {
