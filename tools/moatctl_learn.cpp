@@ -284,21 +284,6 @@ int stats_cmd(const Context& ctx, const Args& args) {
   return 0;
 }
 
-// The message as moatd's filters see it: CRLF lines, no mbox "From " line.
-std::string as_received(std::string_view m) {
-  if (m.starts_with("From ")) {
-    auto nl = m.find('\n');
-    m = nl == std::string_view::npos ? std::string_view{} : m.substr(nl + 1);
-  }
-  std::string out;
-  out.reserve(m.size() + m.size() / 40);
-  for (std::size_t i = 0; i < m.size(); ++i) {
-    if (m[i] == '\n' && (i == 0 || m[i - 1] != '\r')) out += '\r';
-    out += m[i];
-  }
-  return out;
-}
-
 asio::awaitable<void> run_pipeline(filters::Pipeline* p, filters::ScanContext* ctx, filters::Verdict* out) {
   *out = co_await p->run(filters::Phase::EndOfData, *ctx);
 }
@@ -348,7 +333,7 @@ int classify_cmd(const Context& ctx, const Args& args) {
   }
   int errors = 0;
   std::size_t failed = for_each_message(expand(o.paths), [&](std::string_view m, const fs::path& path) {
-    std::string msg = as_received(m);
+    std::string msg = bayes::as_received(m);  // as moatd's filters see it
     if (pipeline) {
       std::vector<filters::Symbol> symbols;
       auto v = scan(io, *pipeline, *cfg, msg, o.user, symbols);

@@ -51,7 +51,7 @@ std::string format_probability(double p) {
 
 }  // namespace
 
-Result<Classification> classify(Store& store, std::string_view message, std::string_view user,
+Result<Classification> classify(Store& store, const std::vector<std::string>& tokens, std::string_view user,
                                 const config::Bayes& cfg, const Params& params) {
   Classification c;
   if (cfg.per_user && !user.empty()) {
@@ -68,7 +68,6 @@ Result<Classification> classify(Store& store, std::string_view message, std::str
     c.learned = *t;
   }
   c.trained = enough(c.learned, cfg);
-  auto tokens = tokenize(message);
   c.tokens = unsigned(tokens.size());
   if (!c.trained) return c;
   auto counts = store.lookup(c.user, hashes(tokens));
@@ -76,21 +75,33 @@ Result<Classification> classify(Store& store, std::string_view message, std::str
   std::vector<double> f;
   f.reserve(counts->size());
   for (const auto& k : *counts)
-    if (k.spam + k.ham > 0) f.push_back(token_probability(k, c.learned, params));  // unseen tokens say nothing
+    if (k.spam + k.ham >= std::int64_t(params.min_count))  // rarer tokens say too little
+      f.push_back(token_probability(k, c.learned, params));
   auto combined = combine(std::move(f), params);
   c.probability = combined.probability;
   c.used = combined.used;
   return c;
 }
 
+Result<Classification> classify(Store& store, std::string_view message, std::string_view user,
+                                const config::Bayes& cfg, const Params& params) {
+  return classify(store, tokenize(message), user, cfg, params);
+}
+
+Result<LearnResult> learn(Store& store, std::uint64_t digest, const std::vector<std::string>& tokens, Class cls,
+                          std::string_view user) {
+  return store.learn(user, digest, hashes(tokens), cls, now_seconds());
+}
+
 Result<LearnResult> learn(Store& store, std::string_view message, Class cls, std::string_view user) {
-  auto tokens = hashes(tokenize(message));
-  return store.learn(user, message_digest(message), tokens, cls, now_seconds());
+  std::string m = as_received(message);
+  mime::Message tree = mime::parse(m);
+  return learn(store, message_digest(m, tree), tokenize(m), cls, user);
 }
 
 Result<bool> unlearn(Store& store, std::string_view message, std::string_view user) {
-  auto tokens = hashes(tokenize(message));
-  return store.unlearn(user, message_digest(message), tokens);
+  std::string m = as_received(message);
+  return store.unlearn(user, message_digest(m, mime::parse(m)), hashes(tokenize(m)));
 }
 
 Result<LearnResult> learn(const config::Config& cfg, std::string_view message, Class cls, std::string_view user) {
@@ -133,13 +144,37 @@ std::optional<Class> BayesFilter::autolearn_class(const ScanContext& ctx, const 
   return std::nullopt;
 }
 
+// The blocking half of a run: tokens from the parse the ScanContext shares
+// with the other content filters, then the store. Runs on the pool; reads
+// only what run() collected and keeps alive until it resumes.
+struct Scan {
+  Store* store;
+  const config::Bayes* cfg;
+  const mime::Message* tree;
+  std::string_view message;
+  std::vector<std::string_view> texts;  // per part: ScanContext::part_text, filled for text parts
+  std::string user;
+  std::vector<std::string> tokens;
+  std::uint64_t digest = 0;
+
+  Result<Classification> classify() {
+    auto text_of = [this](std::size_t i) { return i < texts.size() ? texts[i] : std::string_view{}; };
+    tokens = tokenize(message, *tree, text_of);
+    digest = message_digest(message, *tree);
+    return bayes::classify(*store, tokens, user, *cfg);
+  }
+};
+
 asio::awaitable<Status> BayesFilter::run(Phase, ScanContext& ctx) {
   if (ctx.message.empty()) co_return Status{};
-  std::string user = ctx.envelope.recipients.size() == 1 ? lower(ctx.envelope.recipients[0].address) : "";
-  Store* store = store_.get();
-  const config::Bayes* cfg = &cfg_;
-  std::string_view message = ctx.message;
-  auto r = co_await run_blocking(*pool_, [store, cfg, message, &user] { return classify(*store, message, user, *cfg); });
+  Scan scan{store_.get(), &cfg_, &ctx.mime(), ctx.message, {}, {}, {}, 0};
+  if (ctx.envelope.recipients.size() == 1) scan.user = lower(ctx.envelope.recipients[0].address);
+  // part_text is cached in the context for every content filter; it is
+  // filled here, on the session's executor, because the cache is not locked.
+  scan.texts.resize(scan.tree->parts.size());
+  for (std::size_t i : scan.tree->text_parts()) scan.texts[i] = ctx.part_text(i);
+  Scan* s = &scan;
+  auto r = co_await run_blocking(*pool_, [s] { return s->classify(); });
   if (!r) co_return r.error();
   const Classification& c = *r;
   if (!c.trained) {
@@ -150,13 +185,14 @@ asio::awaitable<Status> BayesFilter::run(Phase, ScanContext& ctx) {
   }
   auto cls = autolearn_class(ctx, c);
   if (!cls) co_return Status{};
-  auto learned = co_await run_blocking(*pool_, [store, message, cls] { return learn(*store, message, *cls); });
+  Class k = *cls;
+  auto learned = co_await run_blocking(*pool_, [s, k] { return learn(*s->store, s->digest, s->tokens, k); });
   if (!learned) {
     log::warning("bayes autolearn: " + learned.error().detail);  // the verdict stands without it
     co_return Status{};
   }
-  result_counter(*cls == Class::Spam ? "autolearn_spam" : "autolearn_ham").inc();
-  ctx.add("BAYES_AUTOLEARN", std::string(class_name(*cls)));
+  result_counter(k == Class::Spam ? "autolearn_spam" : "autolearn_ham").inc();
+  ctx.add("BAYES_AUTOLEARN", std::string(class_name(k)));
   co_return Status{};
 }
 

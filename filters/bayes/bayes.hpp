@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/error.hpp"
@@ -35,13 +36,19 @@ struct Classification {
 // All of these block (SQLite): call them on the blocking pool or from a CLI.
 
 // With per_user, the user's counts when that user has enough learned, else
-// the global ones.
+// the global ones. `tokens` from tokenize().
+Result<Classification> classify(Store& store, const std::vector<std::string>& tokens, std::string_view user,
+                                const config::Bayes& cfg, const Params& params = {});
+// The same for a raw message (tokenize(message)).
 Result<Classification> classify(Store& store, std::string_view message, std::string_view user,
                                 const config::Bayes& cfg, const Params& params = {});
 
-// Learns one raw message (any line endings, an mbox "From " line allowed)
-// as spam or ham for `user` ("" global). Learning the same message again is
-// a no-op; learning it as the other class moves it.
+// Learns one message, given by its digest and tokens, as spam or ham for
+// `user` ("" global). Learning the same message again is a no-op; learning it
+// as the other class moves it.
+Result<LearnResult> learn(Store& store, std::uint64_t digest, const std::vector<std::string>& tokens, Class cls,
+                          std::string_view user = {});
+// The same for a raw message (any line endings, an mbox "From " line allowed).
 Result<LearnResult> learn(Store& store, std::string_view message, Class cls, std::string_view user = {});
 // False when the message was not learned for `user`.
 Result<bool> unlearn(Store& store, std::string_view message, std::string_view user = {});

@@ -1,12 +1,10 @@
-// Tokenizer for the Bayesian classifier (see tokenizer.hpp): a small,
-// lenient MIME walk (RFC 2045/2046, RFC 2047 in headers) that only needs
-// the text, then words, OSB pairs, URL parts and header tokens. Lenient on
-// purpose: spam is often malformed, and the malformation is itself a feature.
+// Tokenizer for the Bayesian classifier (see tokenizer.hpp): walks the parts
+// the shared MIME parser found (RFC 2045/2046) and turns their decoded text,
+// header fields (RFC 5322, RFC 2047) and URLs into tokens. Never decodes on
+// its own; malformations the parser reports are themselves features.
 #include "filters/bayes/tokenizer.hpp"
 
 #include <algorithm>
-#include <cctype>
-#include <cstdlib>
 #include <unordered_set>
 
 #include "common/text.hpp"
@@ -15,9 +13,10 @@ namespace moat::filters::bayes {
 namespace {
 
 constexpr std::size_t kMinWord = 3;
-constexpr std::size_t kMaxWord = 24;      // longer words become "sk:" + prefix (SpamAssassin's "skip")
+constexpr std::size_t kMaxWord = 24;  // longer words become "sk:" + prefix (SpamAssassin's "skip")
 constexpr std::size_t kMaxFieldValue = 512;
-constexpr std::size_t kMaxUrlPath = 256;
+constexpr std::size_t kMaxUrls = 200;
+constexpr std::size_t kMaxTags = 200;
 
 // Header fields added in transit or by mailbox software: they say how the
 // message travelled to us, not what it is, and an attacker can forge X-Spam-*.
@@ -35,26 +34,7 @@ bool is_word_byte(unsigned char c) {
          c == '\'' || c == '-' || c == '_';
 }
 
-bool is_host_byte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-         c == '_' || c == '@' || c == '%';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// Case-insensitive find of an ASCII needle.
-std::size_t ifind(std::string_view hay, std::string_view needle, std::size_t from = 0) {
-  if (needle.size() > hay.size()) return std::string_view::npos;
-  for (std::size_t i = from; i + needle.size() <= hay.size(); ++i)
-    if (iequals(hay.substr(i, needle.size()), needle)) return i;
-  return std::string_view::npos;
-}
+bool is_alnum(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 
 class Collector {
  public:
@@ -84,7 +64,19 @@ std::string normalize_word(std::string_view w) {
   return lower(w);
 }
 
-// Calls f(word) for each normalized word of text.
+// A word in capitals ("FREE", "ACT NOW"): shouting is a spam habit that
+// case folding would hide.
+bool shouted(std::string_view w) {
+  if (w.size() < 4) return false;
+  bool letters = false;
+  for (unsigned char c : w) {
+    if (c >= 'a' && c <= 'z') return false;
+    letters = letters || (c >= 'A' && c <= 'Z');
+  }
+  return letters;
+}
+
+// Calls f(word, raw) for each normalized word of text.
 template <class F>
 void for_each_word(std::string_view text, F&& f) {
   std::size_t i = 0;
@@ -93,8 +85,9 @@ void for_each_word(std::string_view text, F&& f) {
     std::size_t start = i;
     while (i < text.size() && is_word_byte(static_cast<unsigned char>(text[i]))) ++i;
     if (i > start) {
-      std::string w = normalize_word(text.substr(start, i - start));
-      if (!w.empty()) f(std::move(w));
+      std::string_view raw = text.substr(start, i - start);
+      std::string w = normalize_word(raw);
+      if (!w.empty()) f(std::move(w), raw);
     }
   }
 }
@@ -103,18 +96,23 @@ bool is_ipv4_literal(std::string_view h) {
   return !h.empty() && std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
 }
 
-// URL host tokens: the host, its parent domains down to two labels, and the
+// URL tokens from a URL mime::extract_urls normalised ("scheme://host/path",
+// host lower case): the host, its parent domains down to two labels, and the
 // pieces of the path.
-void add_url(std::string_view rest, Collector& out) {
-  std::size_t n = 0;
-  while (n < rest.size() && n < 255 && is_host_byte(static_cast<unsigned char>(rest[n]))) ++n;
-  std::string_view host = rest.substr(0, n);
-  if (auto at = host.rfind('@'); at != std::string_view::npos) {  // user@host: the host decides
+void add_url(std::string_view url, Collector& out) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return;  // mailto: and the like: the address is in the text already
+  std::string_view rest = url.substr(scheme_end + 3);
+  std::size_t host_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, host_end);
+  std::string_view path = host_end == std::string_view::npos ? std::string_view{} : rest.substr(host_end);
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) {  // user@host: the host decides
     out.add("u:userinfo");
-    host = host.substr(at + 1);
+    authority = authority.substr(at + 1);
   }
+  std::string_view host = authority.substr(0, authority.find(':'));
   while (!host.empty() && (host.back() == '.' || host.back() == '-')) host.remove_suffix(1);
-  if (host.empty()) return;
+  if (host.empty() || host.size() > 255) return;
   std::string h = lower(host);
   if (h.find('%') != std::string::npos) out.add("u:escaped-host");
   if (is_ipv4_literal(h)) {
@@ -127,37 +125,27 @@ void add_url(std::string_view rest, Collector& out) {
       d.remove_prefix(d.find('.') + 1);
     }
   }
-  std::size_t end = n;
-  while (end < rest.size() && end - n < kMaxUrlPath) {
-    unsigned char c = static_cast<unsigned char>(rest[end]);
-    if (c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c >= 0x7f) break;
-    ++end;
-  }
-  std::string_view path = rest.substr(n, end - n);
+  path = path.substr(0, 256);
   std::size_t i = 0;
   while (i < path.size()) {
-    while (i < path.size() && !std::isalnum(static_cast<unsigned char>(path[i]))) ++i;
+    while (i < path.size() && !is_alnum(static_cast<unsigned char>(path[i]))) ++i;
     std::size_t s = i;
-    while (i < path.size() && std::isalnum(static_cast<unsigned char>(path[i]))) ++i;
+    while (i < path.size() && is_alnum(static_cast<unsigned char>(path[i]))) ++i;
     if (i - s >= kMinWord && i - s <= 20) out.add("up:" + lower(path.substr(s, i - s)));
   }
 }
 
-void scan_urls(std::string_view text, Collector& out) {
-  for (std::size_t i = 0; i < text.size() && !out.full(); ++i) {
-    char c = ascii_lower(text[i]);
-    if (c != 'h' && c != 'w') continue;
-    std::string_view rest = text.substr(i);
-    std::size_t skip = 0;
-    if (rest.size() > 7 && iequals(rest.substr(0, 7), "http://")) skip = 7;
-    else if (rest.size() > 8 && iequals(rest.substr(0, 8), "https://")) skip = 8;
-    else if (rest.size() > 4 && iequals(rest.substr(0, 4), "www.") &&
-             (i == 0 || !is_host_byte(static_cast<unsigned char>(text[i - 1]))))
-      skip = 0;
-    else
+// Runs of "!" and "$" amounts: bogofilter and SpamAssassin keep punctuation
+// that words alone lose.
+void add_punctuation(std::string_view text, Collector& out) {
+  for (std::size_t i = 0; i < text.size();) {
+    if (text[i] != '!') {
+      ++i;
       continue;
-    add_url(rest.substr(skip), out);
-    i += skip;
+    }
+    std::size_t s = i;
+    while (i < text.size() && text[i] == '!') ++i;
+    out.add(i - s >= 3 ? "p:!!!" : i - s == 2 ? "p:!!" : "p:!");
   }
 }
 
@@ -165,252 +153,125 @@ void scan_urls(std::string_view text, Collector& out) {
 // (pairs at distance 1 and 2), which catch phrases without the cost of
 // every n-gram.
 void add_text(std::string_view text, Collector& out) {
-  scan_urls(text, out);
   std::string prev1, prev2;
-  for_each_word(text, [&](std::string w) {
+  add_punctuation(text, out);
+  for_each_word(text, [&](std::string w, std::string_view raw) {
     if (!prev1.empty()) out.add("b:" + prev1 + " " + w);
     if (!prev2.empty()) out.add("b:" + prev2 + " * " + w);
+    if (shouted(raw)) out.add("uc:" + w);
     prev2 = std::move(prev1);
     prev1 = w;
     out.add(std::move(w));
   });
 }
 
-struct Field {
-  std::string name;   // lower case
-  std::string value;  // unfolded
-};
-
-// Header section and body at the first empty line; a message without one is
-// all header (RFC 5322 §2.1).
-std::pair<std::string_view, std::string_view> split_message(std::string_view m) {
-  if (m.starts_with("\r\n")) return {{}, m.substr(2)};
-  if (m.starts_with("\n")) return {{}, m.substr(1)};
-  for (std::size_t i = 0; i < m.size(); ++i) {
-    if (m[i] != '\n') continue;
-    if (i + 1 < m.size() && m[i + 1] == '\n') return {m.substr(0, i + 1), m.substr(i + 2)};
-    if (i + 2 < m.size() && m[i + 1] == '\r' && m[i + 2] == '\n') return {m.substr(0, i + 1), m.substr(i + 3)};
+// Tag names and a few attribute names of raw HTML ("t:font", "ta:font:color"):
+// the markup spam uses (colours, sizes, images, forms) is a feature even when
+// its text is harmless. Only names are read; html_to_text gives the text.
+void add_html_tags(std::string_view html, Collector& out) {
+  std::size_t seen = 0;
+  for (std::size_t i = html.find('<'); i != std::string_view::npos && seen < kMaxTags; i = html.find('<', i)) {
+    ++i;
+    if (i < html.size() && html[i] == '/') ++i;
+    std::size_t s = i;
+    while (i < html.size() && i - s < 12 && is_alnum(static_cast<unsigned char>(html[i]))) ++i;
+    if (i == s) continue;
+    ++seen;
+    std::string name = lower(html.substr(s, i - s));
+    out.add("t:" + name);
+    std::size_t end = html.find('>', i);
+    std::string_view attrs = html.substr(i, end == std::string_view::npos ? 256 : std::min<std::size_t>(end - i, 256));
+    for (std::size_t k = 0; k < attrs.size();) {
+      while (k < attrs.size() && !is_alnum(static_cast<unsigned char>(attrs[k]))) ++k;
+      std::size_t a = k;
+      while (k < attrs.size() && (is_alnum(static_cast<unsigned char>(attrs[k])) || attrs[k] == '-')) ++k;
+      if (k < attrs.size() && attrs[k] == '=' && k - a <= 16) out.add("ta:" + name + ":" + lower(attrs.substr(a, k - a)));
+      // Skip the value so words inside it are not read as attribute names.
+      if (k < attrs.size() && attrs[k] == '=') {
+        ++k;
+        char q = k < attrs.size() ? attrs[k] : ' ';
+        if (q == '"' || q == '\'') {
+          auto close = attrs.find(q, k + 1);
+          k = close == std::string_view::npos ? attrs.size() : close + 1;
+        } else {
+          while (k < attrs.size() && attrs[k] != ' ' && attrs[k] != '\t') ++k;
+        }
+      }
+    }
+    if (end == std::string_view::npos) break;
+    i = end;
   }
-  return {m, {}};
 }
 
-std::vector<Field> parse_fields(std::string_view header, std::size_t max_fields) {
-  std::vector<Field> out;
-  if (header.starts_with("From ")) {  // mbox separator line
-    auto nl = header.find('\n');
-    header = nl == std::string_view::npos ? std::string_view{} : header.substr(nl + 1);
-  }
-  std::size_t pos = 0;
-  while (pos < header.size()) {
-    std::size_t nl = header.find('\n', pos);
-    std::string_view line = header.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    pos = nl == std::string_view::npos ? header.size() : nl + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    if ((line[0] == ' ' || line[0] == '\t') && !out.empty()) {
-      if (out.back().value.size() < kMaxFieldValue) out.back().value.append(" ").append(trim(line));
+void add_header_fields(const mime::Part& root, const TokenizerLimits& limits, Collector& out) {
+  std::size_t n = 0;
+  for (const auto& f : root.fields) {
+    if (out.full() || ++n > limits.max_header_fields) return;
+    std::string name = lower(f.name);
+    if (skipped_field(name) || name.size() > 40) continue;
+    out.add("hn:" + name);
+    if (name.starts_with("content-") || name == "mime-version") continue;  // the MIME tokens cover them
+    std::string unfolded = f.value();
+    unfolded.resize(std::min(unfolded.size(), 2 * kMaxFieldValue));
+    std::string value = mime::decode_header(unfolded, kMaxFieldValue).data;
+    if (name == "subject") {
+      add_punctuation(value, out);
+      for_each_word(value, [&](std::string w, std::string_view raw) {
+        if (shouted(raw)) out.add("s:uc:" + w);
+        out.add("s:" + w);
+      });
       continue;
     }
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0 || colon > 76) continue;
-    if (out.size() >= max_fields) break;
-    out.push_back(Field{lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
-    if (out.back().value.size() > kMaxFieldValue) out.back().value.resize(kMaxFieldValue);
-  }
-  return out;
-}
-
-const Field* find_field(const std::vector<Field>& fields, std::string_view name) {
-  for (const auto& f : fields)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
-// The value of a Content-Type/Disposition parameter, quotes removed.
-std::string param(std::string_view value, std::string_view name) {
-  std::size_t pos = 0;
-  while ((pos = ifind(value, name, pos)) != std::string_view::npos) {
-    bool starts = pos == 0 || value[pos - 1] == ';' || value[pos - 1] == ' ' || value[pos - 1] == '\t';
-    std::size_t eq = pos + name.size();
-    while (eq < value.size() && value[eq] == ' ') ++eq;
-    if (!starts || eq >= value.size() || value[eq] != '=') {
-      pos += name.size();
-      continue;
-    }
-    std::string_view v = trim(value.substr(eq + 1));
-    if (!v.empty() && v.front() == '"') {
-      v.remove_prefix(1);
-      return std::string(v.substr(0, v.find('"')));
-    }
-    return std::string(trim(v.substr(0, v.find_first_of("; \t"))));
-  }
-  return {};
-}
-
-// RFC 2047 encoded words, decoded to their bytes (charset not converted:
-// the tokens only need to be stable).
-std::string decode_words(std::string_view v) {
-  std::string out;
-  std::size_t i = 0;
-  while (i < v.size()) {
-    std::size_t start = v.find("=?", i);
-    if (start == std::string_view::npos) break;
-    std::size_t q1 = v.find('?', start + 2);
-    std::size_t q2 = q1 == std::string_view::npos ? q1 : v.find('?', q1 + 1);
-    std::size_t end = q2 == std::string_view::npos ? q2 : v.find("?=", q2 + 1);
-    if (end == std::string_view::npos || q2 != q1 + 2) {
-      out.append(v.substr(i, start + 2 - i));
-      i = start + 2;
-      continue;
-    }
-    out.append(v.substr(i, start - i));
-    std::string_view text = v.substr(q2 + 1, end - q2 - 1);
-    char enc = ascii_lower(v[q1 + 1]);
-    if (enc == 'b') {
-      out += decode_base64_lenient(text, kMaxFieldValue);
-    } else {
-      std::string t(text);
-      std::replace(t.begin(), t.end(), '_', ' ');
-      out += decode_qp(t, kMaxFieldValue);
-    }
-    i = end + 2;
-  }
-  out.append(v.substr(std::min(i, v.size())));
-  return out;
-}
-
-void add_header_fields(const std::vector<Field>& fields, Collector& out) {
-  for (const auto& f : fields) {
-    if (out.full()) return;
-    if (skipped_field(f.name) || f.name.size() > 40) continue;
-    out.add("hn:" + f.name);
-    if (f.name == "content-type" || f.name == "content-transfer-encoding" || f.name == "mime-version") continue;
-    std::string value = decode_words(f.value);
-    if (f.name == "subject") {
-      for_each_word(value, [&](std::string w) { out.add("s:" + w); });
-      continue;
-    }
-    std::string prefix = "h" + f.name + ":";
-    if (f.name == "x-mailer" || f.name == "user-agent") out.add(prefix + lower(trim(value).substr(0, 40)));
+    std::string prefix = "h" + name + ":";
+    if (name == "x-mailer" || name == "user-agent") out.add(prefix + lower(value.substr(0, 40)));
     if (auto at = value.rfind('@'); at != std::string::npos) {
       std::size_t e = at + 1;
-      while (e < value.size() && is_host_byte(static_cast<unsigned char>(value[e])) && value[e] != '@') ++e;
+      while (e < value.size() && (is_alnum(static_cast<unsigned char>(value[e])) || value[e] == '.' || value[e] == '-'))
+        ++e;
       if (e > at + 1) out.add(prefix + "@" + lower(value.substr(at + 1, e - at - 1)));
     }
     std::string spaced = value;  // addresses split into their parts
     std::replace_if(spaced.begin(), spaced.end(), [](char c) { return c == '@' || c == '.'; }, ' ');
-    for_each_word(spaced, [&](std::string w) { out.add(prefix + w); });
+    for_each_word(spaced, [&](std::string w, std::string_view) { out.add(prefix + w); });
   }
 }
 
-class Walker {
- public:
-  Walker(const TokenizerLimits& limits, Collector& out) : limits_(limits), out_(out) {}
-
-  void message(std::string_view m, unsigned depth) {
-    auto [header, body] = split_message(m);
-    auto fields = parse_fields(header, limits_.max_header_fields);
-    if (depth == 0) add_header_fields(fields, out_);
-    entity(fields, body, depth);
+// One token per part for its type, charset and transfer encoding, the
+// attachment extensions, and one per malformation the parser reported.
+void add_structure(const mime::Message& tree, const TokenizerLimits& limits, Collector& out) {
+  for (std::size_t i = 0; i < tree.parts.size() && i < limits.max_parts; ++i) {
+    const auto& p = tree.parts[i];
+    out.add("ct:" + p.mime_type().substr(0, 60));
+    if (!p.charset.empty() && p.charset.size() <= 40) out.add("cs:" + p.charset);
+    if (!p.cte.empty() && p.cte.size() <= 20) out.add("cte:" + p.cte);
+    if (p.attachment()) {
+      auto dot = p.filename.rfind('.');
+      if (dot != std::string::npos && p.filename.size() - dot <= 8) out.add("fx:" + lower(p.filename.substr(dot + 1)));
+    }
   }
+  if (tree.parts.size() > limits.max_parts) out.add("mime:many-parts");
+  for (auto s : tree.symbols()) out.add("ma:" + std::string(s));
+}
 
- private:
-  void entity(const std::vector<Field>& fields, std::string_view body, unsigned depth) {
-    if (++parts_ > limits_.max_parts || out_.full()) return;
-    const Field* ct = find_field(fields, "content-type");
-    std::string type = ct ? lower(trim(std::string_view(ct->value).substr(0, ct->value.find(';')))) : "text/plain";
-    if (type.size() > 60) type.resize(60);
-    out_.add("ct:" + type);
-    if (ct) {
-      std::string cs = lower(param(ct->value, "charset"));
-      if (!cs.empty() && cs.size() <= 40) out_.add("cs:" + cs);
-    }
-    if (type.starts_with("multipart/")) {
-      std::string boundary = ct ? param(ct->value, "boundary") : std::string();
-      if (boundary.empty() || depth + 1 > limits_.max_depth) {
-        out_.add(boundary.empty() ? "mime:no-boundary" : "mime:too-deep");
-        return;
-      }
-      multipart(body, boundary, depth);
-      return;
-    }
-    if (type == "message/rfc822") {
-      if (depth + 1 <= limits_.max_depth) message(body, depth + 1);
-      return;
-    }
-    const Field* cte = find_field(fields, "content-transfer-encoding");
-    std::string enc = cte ? lower(trim(cte->value)) : "";
-    if (!type.starts_with("text/") && !type.empty()) {
-      attachment(fields);
-      return;
-    }
-    std::string decoded = enc == "base64"             ? decode_base64_lenient(body, limits_.max_bytes)
-                          : enc == "quoted-printable" ? decode_qp(body, limits_.max_bytes)
-                                                      : std::string(body);
-    if (type == "text/html") {
-      scan_urls(decoded, out_);  // href targets live inside the tags html_text drops
-      std::vector<std::string> tags;
-      std::string text = html_text(decoded, &tags, limits_.max_bytes);
-      for (auto& t : tags) out_.add("t:" + t);
-      add_text(text, out_);
+void add_body(std::string_view message, const mime::Message& tree, const TextOf& text_of,
+              const TokenizerLimits& limits, Collector& out) {
+  std::size_t budget = limits.max_text, parts = 0;
+  for (std::size_t i : tree.text_parts()) {
+    if (out.full() || budget == 0 || ++parts > limits.max_parts) return;
+    const auto& part = tree.parts[i];
+    std::string_view text = text_of(i);
+    text = text.substr(0, budget);
+    budget -= text.size();
+    if (part.subtype == "html") {
+      // The markup and href targets live in the raw HTML, which part_text drops.
+      std::string html = mime::decode_part(message, part, limits.max_text).data;
+      add_html_tags(html, out);
+      for (const auto& u : mime::extract_urls(html, true, kMaxUrls)) add_url(u, out);
     } else {
-      add_text(decoded, out_);
+      for (const auto& u : mime::extract_urls(text, false, kMaxUrls)) add_url(u, out);
     }
+    add_text(text, out);
   }
-
-  void attachment(const std::vector<Field>& fields) {
-    std::string name;
-    if (const Field* cd = find_field(fields, "content-disposition")) name = param(cd->value, "filename");
-    if (name.empty())
-      if (const Field* ct = find_field(fields, "content-type")) name = param(ct->value, "name");
-    auto dot = name.rfind('.');
-    if (dot != std::string::npos && name.size() - dot <= 8) out_.add("fx:" + lower(name.substr(dot + 1)));
-  }
-
-  // RFC 2046 §5.1.1: parts sit between lines "--boundary"; "--boundary--" ends.
-  void multipart(std::string_view body, const std::string& boundary, unsigned depth) {
-    std::string delim = "--" + boundary;
-    std::size_t pos = 0, part_start = std::string_view::npos;
-    while (pos < body.size() && !out_.full() && parts_ < limits_.max_parts) {
-      std::size_t nl = body.find('\n', pos);
-      std::size_t line_end = nl == std::string_view::npos ? body.size() : nl;
-      std::string_view line = body.substr(pos, line_end - pos);
-      std::size_t next = nl == std::string_view::npos ? body.size() : nl + 1;
-      if (line.starts_with(delim)) {
-        if (part_start != std::string_view::npos) message_part(body.substr(part_start, pos - part_start), depth);
-        if (line.substr(delim.size()).starts_with("--")) return;
-        part_start = next;
-      }
-      pos = next;
-    }
-    if (part_start != std::string_view::npos && part_start < body.size())
-      message_part(body.substr(part_start), depth);  // unterminated: the last part runs to the end
-  }
-
-  void message_part(std::string_view part, unsigned depth) {
-    auto [header, body] = split_message(part);
-    entity(parse_fields(header, limits_.max_header_fields), body, depth + 1);
-  }
-
-  const TokenizerLimits& limits_;
-  Collector& out_;
-  unsigned parts_ = 0;
-};
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = ascii_lower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
 }
 
 constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
@@ -423,118 +284,56 @@ std::uint64_t fnv(std::uint64_t h, std::string_view s) {
 
 }  // namespace
 
-std::string decode_base64_lenient(std::string_view in, std::size_t max_out) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    if (c == '=') break;
-    int v = b64_value(c);
-    if (v < 0) continue;
-    acc = (acc << 6) | std::uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (out.size() >= max_out) break;
-      out.push_back(char((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
-std::string decode_qp(std::string_view in, std::size_t max_out) {
-  std::string out;
-  for (std::size_t i = 0; i < in.size() && out.size() < max_out; ++i) {
-    if (in[i] != '=') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 1 < in.size() && in[i + 1] == '\n') {  // soft line break
-      ++i;
-    } else if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') {
-      i += 2;
-    } else if (i + 2 < in.size() && hex_value(in[i + 1]) >= 0 && hex_value(in[i + 2]) >= 0) {
-      out.push_back(char(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2])));
-      i += 2;
-    } else {
-      out.push_back('=');
-    }
-  }
-  return out;
-}
-
-std::string html_text(std::string_view html, std::vector<std::string>* tags, std::size_t max_out) {
-  std::string out;
-  std::size_t i = 0;
-  auto add_tag = [&](std::string t) {
-    if (tags && tags->size() < 64 && std::find(tags->begin(), tags->end(), t) == tags->end()) tags->push_back(t);
-  };
-  while (i < html.size() && out.size() < max_out) {
-    char c = html[i];
-    if (c == '<') {
-      if (html.substr(i).starts_with("<!--")) {
-        auto e = html.find("-->", i + 4);
-        i = e == std::string_view::npos ? html.size() : e + 3;
-        out.push_back(' ');
-        continue;
-      }
-      std::size_t j = i + 1;
-      bool closing = j < html.size() && html[j] == '/';
-      if (closing) ++j;
-      std::size_t s = j;
-      while (j < html.size() && j - s < 12 && std::isalnum(static_cast<unsigned char>(html[j]))) ++j;
-      std::string name = lower(html.substr(s, j - s));
-      if (!name.empty()) add_tag(name);
-      auto gt = html.find('>', j);
-      i = gt == std::string_view::npos ? html.size() : gt + 1;
-      if (!closing && (name == "script" || name == "style")) {
-        auto e = ifind(html, "</" + name, i);
-        i = e == std::string_view::npos ? html.size() : e;
-      }
-      out.push_back(' ');
-      continue;
-    }
-    if (c == '&') {
-      auto semi = html.find(';', i);
-      if (semi != std::string_view::npos && semi - i <= 8) {
-        std::string ent = lower(html.substr(i + 1, semi - i - 1));
-        char repl = ' ';
-        if (ent == "amp") repl = '&';
-        else if (ent == "lt") repl = '<';
-        else if (ent == "gt") repl = '>';
-        else if (ent == "quot") repl = '"';
-        else if (ent.size() > 1 && ent[0] == '#' && std::all_of(ent.begin() + 1, ent.end(), [](char d) { return d >= '0' && d <= '9'; })) {
-          long v = std::strtol(ent.c_str() + 1, nullptr, 10);
-          if (v > 32 && v < 127) repl = char(v);
-        }
-        out.push_back(repl);
-        i = semi + 1;
-        continue;
-      }
-    }
-    out.push_back(c);
-    ++i;
-  }
-  return out;
+std::vector<std::string> tokenize(std::string_view message, const mime::Message& tree, const TextOf& text_of,
+                                  const TokenizerLimits& limits) {
+  Collector out(limits.max_tokens);
+  if (tree.parts.empty()) return out.take();
+  add_header_fields(tree.root(), limits, out);
+  add_structure(tree, limits, out);
+  add_body(message, tree, text_of, limits, out);
+  return out.take();
 }
 
 std::vector<std::string> tokenize(std::string_view message, const TokenizerLimits& limits) {
-  Collector out(limits.max_tokens);
-  Walker(limits, out).message(message.substr(0, limits.max_bytes), 0);
-  return out.take();
+  std::string m = as_received(message);
+  mime::Message tree = mime::parse(m);
+  std::string text;  // one part at a time: the tokenizer is done with a text before it asks for the next
+  auto text_of = [&](std::size_t i) -> std::string_view {
+    text = mime::part_text(m, tree.parts[i]).data;  // uncapped like ScanContext::part_text: same tokens
+    return text;
+  };
+  return tokenize(m, tree, text_of, limits);
+}
+
+std::string as_received(std::string_view m) {
+  if (m.starts_with("From ")) {
+    auto nl = m.find('\n');
+    m = nl == std::string_view::npos ? std::string_view{} : m.substr(nl + 1);
+  }
+  std::string out;
+  out.reserve(m.size() + m.size() / 32);
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\n' && (i == 0 || m[i - 1] != '\r')) out += '\r';
+    out += m[i];
+  }
+  return out;
 }
 
 std::uint64_t token_hash(std::string_view token) { return fnv(kFnvOffset, token); }
 
-std::uint64_t message_digest(std::string_view message) {
-  auto [header, body] = split_message(message);
-  auto fields = parse_fields(header, 1000);
+std::uint64_t message_digest(std::string_view message, const mime::Message& tree) {
   std::uint64_t h = kFnvOffset;
-  if (const Field* id = find_field(fields, "message-id")) h = fnv(h, trim(id->value));
+  h = fnv(h, tree.message_id());  // unfolded and trimmed by the parser
   h = fnv(h, std::string_view("\0", 1));
+  std::string_view body = tree.parts.empty() ? message : message.substr(std::min(tree.root().body_begin, message.size()));
   for (unsigned char c : body)
     if (c != '\r') h = (h ^ c) * kFnvPrime;
   return h;
+}
+
+std::uint64_t message_digest(std::string_view message) {
+  std::string m = as_received(message);
+  return message_digest(m, mime::parse(m));
 }
 
 }  // namespace moat::filters::bayes

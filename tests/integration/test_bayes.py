@@ -101,3 +101,43 @@ def test_usage_errors(trained):
     assert m.ctl("learn", "/dev/null").returncode == 2           # no --spam/--ham
     assert m.ctl("learn", "--spam").returncode == 2              # nothing to learn
     assert m.ctl("learn", "--spam", "/nonexistent/file").returncode == 1
+
+
+def test_autolearn_and_training_from_quarantine(make_moatd, sink):
+    """Autolearn through moatd learns a message the other filters alone find
+    decisive (MSG_LARGE scored 12 here), tags it BAYES_AUTOLEARN and, at 12,
+    quarantines it; `moatctl quarantine learn ID --ham` then moves that same
+    message (same digest: the stored copy with our headers is the message
+    moatd learned) to ham, and a second time changes nothing."""
+    from test_quarantine import data_reply, qlist, queued_id   # the quarantine tests' SMTP helpers
+    from moatlib import make_message, token
+    m = make_moatd(relay_domains=[relay_domain("example.test", sink.port)],
+                   overrides={"limits": {"message_size": 20000},
+                              "scores": {"MSG_LARGE": 12},
+                              "actions": {"tag": 5.0, "quarantine": 10.0, "reject": 15.0},
+                              "filter": [{"name": "size"}, {"name": "bayes"}],
+                              "bayes": {"autolearn": True, "autolearn_spam": 12, "autolearn_ham": 0}})
+    big = (b"cheap watches replica discount " * 2 + b"\r\n") * 200
+    code, text = data_reply(m, make_message(token(), body=big))
+    assert code == 250, text
+    qid = queued_id(text)
+    (entry,) = qlist(m)
+    assert entry["id"] == qid
+    assert "BAYES_AUTOLEARN" in entry["symbols"]
+    # A quiet small message sums to 0 <= autolearn_ham: learned as ham, delivered untagged.
+    tok = token()
+    code, text = data_reply(m, make_message(tok, body=b"lunch at noon tomorrow?\r\n"))
+    assert code == 250, text
+    got = sink.wait_token(tok)
+    assert (got.header("X-Spam-Flag") or "NO").strip() == "NO"
+    (s,) = m.ctl_json("bayes", "stats")
+    assert (s["spam"], s["ham"], s["trained"]) == (1, 1, False)   # under min_spam/min_ham: no band yet
+
+    r = m.ctl_json("quarantine", "learn", qid, "--ham")
+    assert (r["ok"], r["class"], r["result"]) == (True, "ham", "relearned")
+    (s,) = m.ctl_json("bayes", "stats")
+    assert (s["spam"], s["ham"]) == (0, 2)
+    r = m.ctl_json("quarantine", "learn", qid, "--ham")
+    assert r["result"] == "already learned"
+    (s,) = m.ctl_json("bayes", "stats")
+    assert (s["spam"], s["ham"]) == (0, 2)

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <thread>
 
 #include "filters/bayes/bayes.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -61,8 +62,8 @@ TEST_CASE("bayes tokenizer: MIME parts are decoded (base64, QP, HTML, RFC 2047)"
       "--XX--\n";
   auto t = tokenize(m);
   for (auto want : {"s:free", "s:money", "hello", "world", "base64", "click", "here", "u:www.evil.example",
-                    "u:evil.example", "up:buy", "up:html", "t:a", "t:script", "ct:text/html", "cs:iso-8859-1",
-                    "ct:multipart/alternative", "fx:exe"})
+                    "u:evil.example", "up:buy", "up:now", "up:html", "t:a", "ta:a:href", "t:script", "ct:text/html",
+                    "cs:iso-8859-1", "cte:quoted-printable", "ct:multipart/alternative", "fx:exe"})
     CHECK(has(t, want));
   CHECK_FALSE(has(t, "preamble-ignored"));
   CHECK_FALSE(has(t, "hidden_script"));
@@ -85,8 +86,13 @@ TEST_CASE("bayes tokenizer: transit and forgeable header fields are not features
 }
 
 TEST_CASE("bayes tokenizer: long words and numbers fold, URLs with userinfo and IPs", "[bayes]") {
-  auto t = tokenize("\nsupercalifragilisticexpialidocious 1234 1234567 http://bank.example@192.0.2.7/login\n");
+  auto t = tokenize("\nsupercalifragilisticexpialidocious 1234 1234567 http://bank.example@192.0.2.7/login\n"
+                    "FREE money!!! ACT now\n");
   CHECK(has(t, "sk:supercal"));
+  CHECK(has(t, "uc:free"));  // shouting is kept beside the folded word
+  CHECK(has(t, "free"));
+  CHECK_FALSE(has(t, "uc:money"));
+  CHECK(has(t, "p:!!!"));
   CHECK(has(t, "1234"));
   CHECK(has(t, "n:7"));
   CHECK(has(t, "u:userinfo"));
@@ -98,13 +104,13 @@ TEST_CASE("bayes tokenizer: long words and numbers fold, URLs with userinfo and 
 TEST_CASE("bayes tokenizer: hostile input stays within its limits", "[bayes]") {
   TokenizerLimits lim;
   lim.max_tokens = 100;
-  lim.max_bytes = 64 * 1024;
+  lim.max_text = 64 * 1024;
   SECTION("token cap") {
     std::string body = "\n";
     for (int i = 0; i < 5000; ++i) body += "word" + std::to_string(i) + " ";
     CHECK(tokenize(body, lim).size() == 100);
   }
-  SECTION("bytes past max_bytes are not read") {
+  SECTION("text past max_text is not read") {
     std::string m = "\n" + std::string(70 * 1024, ' ') + "latecomer\n";
     CHECK_FALSE(has(tokenize(m, lim), "latecomer"));
     CHECK(has(tokenize(m), "latecomer"));
@@ -115,7 +121,7 @@ TEST_CASE("bayes tokenizer: hostile input stays within its limits", "[bayes]") {
       m += "Content-Type: multipart/mixed; boundary=b" + std::to_string(i) + "\n\n--b" + std::to_string(i) + "\n";
     m += "\ndeepest\n";
     auto t = tokenize(m);
-    CHECK(has(t, "mime:too-deep"));
+    CHECK((has(t, "ma:MIME_TOO_DEEP") || has(t, "ma:MIME_TOO_MANY_PARTS")));  // the parser's limits, as tokens
     CHECK_FALSE(has(t, "deepest"));
   }
   SECTION("many parts stop at max_parts") {
@@ -139,14 +145,29 @@ TEST_CASE("bayes tokenizer: hostile input stays within its limits", "[bayes]") {
   }
 }
 
-TEST_CASE("bayes decoders: lenient base64 and quoted-printable", "[bayes]") {
-  CHECK(decode_base64_lenient("aGVs\r\nbG8=", 100) == "hello");
-  CHECK(decode_base64_lenient("a*G!V s bG8", 100) == "hello");
-  CHECK(decode_base64_lenient("aGVsbG8=", 2) == "he");
-  CHECK(decode_qp("a=3Db=\r\nc=ZZ=", 100) == "a=bc=ZZ=");
-  std::vector<std::string> tags;
-  CHECK(html_text("<B>x</b>&amp;&#65;&nbsp;<!-- y -->z<style>p{}</style>", &tags, 100) == " x &A  z  ");
-  CHECK(tags == std::vector<std::string>{"b", "style"});
+TEST_CASE("bayes tokenizer: the filter's path (shared parse, per-part texts) gives the same tokens", "[bayes]") {
+  // BayesFilter tokenizes from ScanContext::mime()/part_text(); moatctl learn
+  // from the raw file. Same tokens, or learning and classifying disagree.
+  std::string m =
+      "From someone Mon Jan  1 00:00:00 2024\n"
+      "Subject: =?iso-8859-1?Q?Gr=FC=DFe?= and FREE offers\n"
+      "Content-Type: multipart/alternative; boundary=\"b\"\n\n"
+      "--b\nContent-Type: text/plain; charset=utf-8\n\nplain words http://x.example/a\n"
+      "--b\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n"
+      "PHAgc3R5bGU9ImNvbG9yOnJlZCI+aHRtbCB3b3JkcyA8YSBocmVmPSJodHRwOi8veS5leGFtcGxlL2IiPmxpbms8L2E+PC9wPg==\n"
+      "--b--\n";
+  auto direct = tokenize(m);
+  std::string wire = as_received(m);
+  CHECK(wire.starts_with("Subject:"));
+  CHECK(wire.find("\r\n--b\r\n") != std::string::npos);
+  filters::ScanContext ctx;
+  ctx.message = wire;
+  const auto& tree = ctx.mime();
+  auto via_ctx = tokenize(wire, tree, [&](std::size_t i) { return std::string_view(ctx.part_text(i)); });
+  CHECK(via_ctx == direct);
+  for (auto want : {"s:grüße", "s:free", "s:uc:free", "plain", "html", "words", "link", "u:x.example", "u:y.example",
+                    "ta:p:style", "ta:a:href", "cte:base64", "cs:utf-8"})
+    CHECK(has(direct, want));
 }
 
 TEST_CASE("bayes message digest ignores line endings and transit fields", "[bayes]") {
@@ -184,7 +205,7 @@ TEST_CASE("bayes Fisher combination", "[bayes]") {
   CHECK(weak.used == 0);
   CHECK(weak.probability == 0.5);
   std::vector<double> many(400, 0.99);
-  CHECK(combine(many).used == 150);
+  CHECK(combine(many).used == 50);
 }
 
 // ---- store ----
@@ -314,19 +335,25 @@ TEST_CASE("bayes filter: silent until trained, then separates corpus ham from sp
     REQUIRE(learn(store, spam[i], Class::Spam));
   }
   REQUIRE(store.end_batch());
-  int ham_right = 0, spam_right = 0, ham_as_spam = 0;
+  // What a user sees: the bands from BAYES_80 up (P >= 0.8) score 2.5 and
+  // more; ham must stay below them, spam should reach them.
+  int ham_low = 0, ham_half = 0, spam_high = 0, ham_as_spam = 0;
   for (const auto& m : test_ham) {
     auto s = run_filter(filter, cfg, m);
     REQUIRE(s.size() == 1);
     REQUIRE(s[0].name.starts_with("BAYES_"));
     double p = std::stod(s[0].detail);
-    ham_right += p < 0.5;
+    ham_low += p < 0.8;
+    ham_half += p < 0.5;
     ham_as_spam += p >= 0.99;
   }
-  for (const auto& m : test_spam) spam_right += std::stod(run_filter(filter, cfg, m)[0].detail) > 0.5;
-  INFO("ham right " << ham_right << "/40, spam right " << spam_right << "/40");
-  CHECK(ham_right >= 36);
-  CHECK(spam_right >= 34);  // measured 35/40 (and 37/40 ham) with this split
+  for (const auto& m : test_spam) spam_high += std::stod(run_filter(filter, cfg, m)[0].detail) >= 0.8;
+  INFO("ham below 0.8 " << ham_low << "/40 (below 0.5 " << ham_half << "), spam at 0.8 or more " << spam_high << "/40");
+  // Measured with 150 + 150 learned and the 50-token combiner: ham 40/40
+  // below 0.8 (31/40 below 0.5: with so little learned, ham sits in the
+  // middle more often), spam 39/40.
+  CHECK(ham_low >= 38);
+  CHECK(spam_high >= 34);
   CHECK(ham_as_spam == 0);
 
   // A learned message lands in the outer bands, and its symbol says so.
@@ -392,4 +419,57 @@ TEST_CASE("bayes autolearn: learns only when the other filters are decisive", "[
   REQUIRE(run_one(filter, quiet));
   CHECK(quiet.symbols.size() == 1);
   CHECK(store.totals("")->spam == 1);
+}
+
+// The hang of an earlier session: the filter run twice on one io_context
+// driven by two threads lost the second run's completion. Each round here
+// has both runs in flight at once, each with two pool hops (classify, then
+// autolearn), and the io_context is reused from round to round as moatd's is.
+TEST_CASE("bayes filter: runs on an io_context with two threads all complete", "[bayes]") {
+  test::TempDir dir;
+  auto cfg = std::make_shared<config::Config>();
+  cfg->bayes.db = dir.path / "bayes.sqlite";
+  cfg->bayes.min_spam = cfg->bayes.min_ham = 1;
+  cfg->bayes.autolearn = true;
+  cfg->scores.emplace_back("TEST_SPAMMY", 20);
+  {
+    Store store(cfg->bayes.db);
+    REQUIRE(learn(store, std::string_view("Subject: hi\r\n\r\nlunch tomorrow at noon\r\n"), Class::Ham));
+    REQUIRE(learn(store, std::string_view("Subject: win\r\n\r\ncheap pills discount now\r\n"), Class::Spam));
+  }
+  boost::asio::thread_pool pool(2);
+  filters::Services services;
+  services.blocking = &pool;
+  BayesFilter filter(*cfg, services);
+  boost::asio::io_context io;
+  for (int round = 0; round < 25; ++round) {
+    std::string msgs[2] = {"Subject: r" + std::to_string(round) + "\r\n\r\ncheap pills " + std::to_string(round) + "\r\n",
+                           "Subject: q" + std::to_string(round) + "\r\n\r\nlunch at noon " + std::to_string(round) + "\r\n"};
+    filters::ScanContext ctx[2];
+    std::atomic<int> done{0}, ok{0};
+    for (int i = 0; i < 2; ++i) {
+      ctx[i].config = cfg;
+      ctx[i].message = msgs[i];
+      ctx[i].add("TEST_SPAMMY");
+      boost::asio::co_spawn(io, filter.run(filters::Phase::EndOfData, ctx[i]), [&](std::exception_ptr e, Status st) {
+        ok += !e && st;
+        ++done;
+      });
+    }
+    // A run() that finds no work stops the io_context, and a stopped one
+    // runs nothing more until restart(): the loser of the race between the
+    // two threads would otherwise leave the next round's work queued forever.
+    io.restart();
+    std::thread other([&] { io.run_for(std::chrono::seconds(30)); });
+    io.run_for(std::chrono::seconds(30));
+    other.join();
+    INFO("round " << round);
+    REQUIRE(done == 2);
+    REQUIRE(ok == 2);
+    CHECK(ctx[0].has("BAYES_AUTOLEARN"));  // the spammy one; the other is hammy enough that the safeguard holds
+    CHECK(ctx[0].symbols.size() == 3);     // TEST_SPAMMY, a BAYES_* band, BAYES_AUTOLEARN
+    CHECK(ctx[1].symbols.size() == 2);
+  }
+  Store store(cfg->bayes.db);
+  CHECK(store.totals("")->spam == 1 + 25);
 }
