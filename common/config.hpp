@@ -307,7 +307,7 @@ struct Rules {
 struct Local {
   std::vector<std::string> domains;        // lower case, no trailing dot; never also a relay domain
   bool compress = true;                    // zstd for message bodies of at least compress_min bytes
-  std::size_t compress_min = 4096;
+  std::size_t compress_min = 512;
   bool spam_to_junk = true;                // messages the policy tagged (X-Spam-Flag: YES) go to Junk
   Seconds compact_interval{3600};          // index compaction and body sweep
 };

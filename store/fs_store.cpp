@@ -18,15 +18,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <unordered_set>
 
 #include "common/failpoint.hpp"
 #include "common/log.hpp"
+#include "common/proto/imap/structure.hpp"
+#include "common/proto/mime/mime.hpp"
 #include "common/text.hpp"
 #include "store/index_format.hpp"
 
@@ -162,6 +166,77 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+// One decompression context per thread: ZSTD_decompress() would set one up
+// (and allocate its window) for every message.
+Result<std::string> unzstd(std::string_view stored, std::uint64_t size) {
+  thread_local std::unique_ptr<ZSTD_DCtx, std::size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!dctx) return Error{Errc::TempFailure, "store: out of memory for zstd"};
+  std::string raw(size, '\0');
+  std::size_t n = ZSTD_decompressDCtx(dctx.get(), raw.data(), raw.size(), stored.data(), stored.size());
+  if (ZSTD_isError(n) || n != size) return Error{Errc::Corrupt, "does not decompress"};
+  return raw;
+}
+
+// Calls fn(header, offset) for every intact record of a pack file, in
+// order. A torn or damaged stretch (a crash mid-append) is skipped by
+// looking for the next record's magic; a record counts only when its
+// bytes match its CRC, so a torn record cannot swallow the ones after it.
+template <class F>
+Status scan_pack(const fs::path& path, F&& fn) {
+  auto data = read_file(path);
+  if (!data) return data.error();
+  const std::string_view all(*data);
+  std::size_t pos = 0;
+  while (pos < all.size()) {
+    auto h = format::decode_body_header(all.substr(pos));
+    bool ok = h && h->second + h->first.stored <= all.size() - pos;
+    if (ok) {
+      auto stored = all.substr(pos + h->second, h->first.stored);
+      if (h->first.zstd) {
+        auto raw = unzstd(stored, h->first.size);
+        ok = raw && format::crc32(*raw) == h->first.crc;
+      } else {
+        ok = stored.size() == h->first.size && format::crc32(stored) == h->first.crc;
+      }
+    }
+    if (ok) {
+      fn(h->first, std::uint64_t(pos));
+      pos += h->second + h->first.stored;
+      continue;
+    }
+    pos = all.find(format::kBodyMagic, pos + 1);
+    if (pos == std::string_view::npos) break;
+  }
+  return {};
+}
+
+// "00000042" -> 42; anything else (a leftover "x.tmp", junk) -> nullopt.
+std::optional<std::uint32_t> pack_number(std::string_view name) {
+  std::uint32_t n = 0;
+  if (name.size() != 8) return std::nullopt;
+  auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), n);
+  if (ec != std::errc() || p != name.data() + name.size() || n == 0) return std::nullopt;
+  return n;
+}
+
+Status pwrite_all(int fd, std::string_view data, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::pwrite(fd, data.data() + done, data.size() - done, off_t(offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return io_error("write pack", w < 0 ? errno : EIO);
+    done += std::size_t(w);
+  }
+  return {};
+}
+
+// ENVELOPE and BODYSTRUCTURE as the IMAP session would compute them, kept
+// in the index so FETCH of either never reads or parses the body.
+std::pair<std::string, std::string> structure_strings(std::string_view content) {
+  const auto msg = mime::parse(content);
+  return {proto::imap::envelope(msg), proto::imap::body_structure(msg, content, true)};
+}
+
 }  // namespace
 
 std::string_view special_use_name(SpecialUse s) {
@@ -288,6 +363,12 @@ struct FsStore::Box {
           m->bodystructure = r.msg.bodystructure;
         }
         break;
+      case RecordType::Relocate:
+        if (auto* m = find(r.msg.uid)) {
+          m->pack = r.msg.pack;
+          m->pack_offset = r.msg.pack_offset;
+        }
+        break;
       case RecordType::Expunge:
       case RecordType::Vanished: {
         std::set<std::uint32_t> gone;
@@ -341,6 +422,7 @@ FsStore::FsStore(FsOptions options) : opt_(std::move(options)) {}
 
 FsStore::~FsStore() {
   if (sweep_fd_ >= 0) ::close(sweep_fd_);
+  if (pack_fd_ >= 0) ::close(pack_fd_);
 }
 
 Result<std::unique_ptr<FsStore>> FsStore::open(FsOptions options) {
@@ -357,6 +439,12 @@ fs::path FsStore::user_dir(std::string_view user) const { return opt_.root / "us
 
 fs::path FsStore::body_path(std::string_view guid) const {
   return opt_.root / "bodies" / std::string(guid.substr(0, 2)) / std::string(guid);
+}
+
+fs::path FsStore::pack_path(std::uint32_t n) const {
+  char name[16];
+  std::snprintf(name, sizeof name, "%08u", n);
+  return opt_.root / "bodies" / "pack" / name;
 }
 
 // The user's mailbox list is changed under the in-process mutex and a
@@ -700,10 +788,29 @@ Status FsStore::rebuild(Box& b, std::size_t valid_end, bool had_header) {
     std::int64_t date;
     std::string guid;
     std::uint64_t size;
+    std::uint32_t pack = 0;
+    std::uint64_t offset = 0;
   };
   std::vector<Found> found;
+  auto ours = [&](const format::BodyHeader& h) {
+    if (known.count(h.guid)) return false;
+    for (const auto& [u, mb] : h.owners)
+      if (mb == b.guid && user_dir_name(u) == owner_user) return true;
+    return false;
+  };
   std::error_code ec;
+  for (const auto& e : fs::directory_iterator(opt_.root / "bodies" / "pack", ec)) {
+    const auto n = pack_number(e.path().filename().string());
+    if (!n) continue;
+    (void)scan_pack(e.path(), [&](const format::BodyHeader& h, std::uint64_t off) {
+      if (ours(h)) {
+        found.push_back({h.date, h.guid, h.size, *n, off});
+        known.insert(h.guid);
+      }
+    });
+  }
   for (const auto& sub : fs::directory_iterator(opt_.root / "bodies", ec)) {
+    if (sub.path().filename() == "pack") continue;
     for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
       int fd = ::open(e.path().c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) continue;
@@ -711,12 +818,7 @@ Status FsStore::rebuild(Box& b, std::size_t valid_end, bool had_header) {
       ::close(fd);
       if (!head) continue;
       auto h = format::decode_body_header(*head);
-      if (!h || known.count(h->first.guid)) continue;
-      for (const auto& [u, mb] : h->first.owners)
-        if (mb == b.guid && user_dir_name(u) == owner_user) {
-          found.push_back({h->first.date, h->first.guid, h->first.size});
-          break;
-        }
+      if (h && ours(h->first)) found.push_back({h->first.date, h->first.guid, h->first.size});
     }
   }
   std::sort(found.begin(), found.end(), [](const auto& x, const auto& y) { return x.date < y.date; });
@@ -727,6 +829,8 @@ Status FsStore::rebuild(Box& b, std::size_t valid_end, bool had_header) {
     m.internaldate = f.date;
     m.size = f.size;
     m.guid = f.guid;
+    m.pack = f.pack;
+    m.pack_offset = f.offset;
     b.msgs.push_back(std::move(m));
   }
   // Above what this mailbox had (its header may be lost: the user's list
@@ -921,17 +1025,63 @@ Result<Usage> FsStore::usage(std::string_view user) {
 
 Result<std::string> FsStore::fetch(std::string_view user, std::string_view name, std::uint32_t uid,
                                    std::uint64_t offset, std::uint64_t length) {
-  auto guid = with_box(user, name, [&](Box& b) -> Result<std::string> {
-    auto* m = b.find(uid);
-    if (!m) return Error{Errc::NotFound, "no such message: UID " + std::to_string(uid)};
-    return m->guid;
+  for (int attempt = 0;; ++attempt) {
+    auto where = with_box(user, name, [&](Box& b) -> Result<BodyRef> {
+      auto* m = b.find(uid);
+      if (!m) return Error{Errc::NotFound, "no such message: UID " + std::to_string(uid)};
+      return BodyRef{m->guid, m->pack, m->pack_offset};
+    });
+    if (!where) return where.error();
+    auto r = read_body(where->guid, where->pack, where->offset, offset, length);
+    // compact() may have moved the body to another pack and deleted this
+    // one between the lookup and the read: the index names the copy now.
+    if (!r && where->pack && attempt == 0) continue;
+    return r;
+  }
+}
+
+std::vector<Result<std::string>> FsStore::fetch_many(std::string_view user, std::string_view name,
+                                                     const std::vector<std::uint32_t>& uids) {
+  // GUIDs under one index lock; the body files are read after it is released.
+  std::vector<BodyRef> where(uids.size());
+  auto located = with_box(user, name, [&](Box& b) -> Result<bool> {
+    for (std::size_t i = 0; i < uids.size(); ++i)
+      if (auto* m = b.find(uids[i])) where[i] = BodyRef{m->guid, m->pack, m->pack_offset};
+    return true;
   });
-  if (!guid) return guid.error();
-  // Body files never change once written, so they are read without a lock.
-  auto path = body_path(*guid);
+  std::vector<Result<std::string>> out;
+  out.reserve(uids.size());
+  for (std::size_t i = 0; i < uids.size(); ++i) {
+    if (!located) out.push_back(located.error());
+    else if (where[i].guid.empty()) out.push_back(Error{Errc::NotFound, "no such message: UID " + std::to_string(uids[i])});
+    else out.push_back(read_body(where[i].guid, where[i].pack, where[i].offset, 0, UINT64_MAX));
+    if (!out.back() && where[i].pack) out.back() = fetch(user, name, uids[i]);  // moved meanwhile?
+  }
+  return out;
+}
+
+Result<MailboxStatus> FsStore::version(std::string_view user, std::string_view name) {
+  // status() without the walk over every message for UNSEEN and SIZE.
+  return with_box(user, name, [](Box& b) -> Result<MailboxStatus> {
+    MailboxStatus s;
+    s.uidvalidity = b.uidvalidity;
+    s.uidnext = b.uidnext;
+    s.highest_modseq = b.highest_modseq;
+    s.messages = std::uint32_t(b.msgs.size());
+    return s;
+  });
+}
+
+// Bodies never change once written, so they are read without a lock. The
+// record starts at `base` (0 in a body file of its own). The first read
+// takes 64 KiB: the header and, for most mail, the whole body, so a typical
+// message costs open, fstat, one pread and close.
+Result<std::string> FsStore::read_body(const std::string& guid, std::uint32_t pack, std::uint64_t base,
+                                       std::uint64_t offset, std::uint64_t length) {
+  auto path = pack ? pack_path(pack) : body_path(guid);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return Error{Errc::Corrupt, "store: body " + *guid + " is missing"};
+    if (errno == ENOENT) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
     return io_error("open " + path.string(), errno);
   }
   struct Closer {
@@ -940,57 +1090,76 @@ Result<std::string> FsStore::fetch(std::string_view user, std::string_view name,
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) return io_error("stat " + path.string(), errno);
-  // Headers are small; read more only for one that lists many owners.
-  auto head = pread_exact(fd, 0, std::min<std::uint64_t>(std::uint64_t(st.st_size), 65536));
+  if (base >= std::uint64_t(st.st_size)) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
+  const auto avail = std::uint64_t(st.st_size) - base;
+  auto head = pread_exact(fd, base, std::min<std::uint64_t>(avail, 65536));
   if (!head) return head.error();
   auto h = format::decode_body_header(*head);
-  if (!h && h.error().detail == "short" && std::uint64_t(st.st_size) > head->size()) {
-    head = pread_exact(fd, 0, std::min<std::uint64_t>(std::uint64_t(st.st_size), format::kMaxBodyHeader + 12));
+  if (!h && h.error().detail == "short" && avail > head->size()) {
+    // A header that lists many owners.
+    head = pread_exact(fd, base, std::min<std::uint64_t>(avail, format::kMaxBodyHeader + 12));
     if (!head) return head.error();
     h = format::decode_body_header(*head);
   }
-  if (!h) return Error{Errc::Corrupt, "store: body " + *guid + ": " + h.error().detail};
+  if (!h) return Error{Errc::Corrupt, "store: body " + guid + ": " + h.error().detail};
   const auto& bh = h->first;
   const std::uint64_t data_off = h->second;
-  if (data_off + bh.stored != std::uint64_t(st.st_size))
-    return Error{Errc::Corrupt, "store: body " + *guid + " has the wrong length"};
+  if (bh.guid != guid) return Error{Errc::Corrupt, "store: body " + guid + " is not where the index says"};
+  // A body file holds exactly one record; a pack holds more after it.
+  if (pack ? data_off + bh.stored > avail : data_off + bh.stored != avail)
+    return Error{Errc::Corrupt, "store: body " + guid + " has the wrong length"};
   offset = std::min(offset, bh.size);
   length = std::min(length, bh.size - offset);
   const bool whole = offset == 0 && length == bh.size;
-  if (!bh.zstd && !whole) return pread_exact(fd, data_off + offset, length);
-  auto stored = pread_exact(fd, data_off, bh.stored);
-  if (!stored) return stored.error();
+  if (!bh.zstd && !whole) return pread_exact(fd, base + data_off + offset, length);
+  std::string stored;
+  if (head->size() >= data_off + bh.stored) {
+    stored = std::move(*head);  // already read: cut the header and what follows in place
+    stored.resize(data_off + bh.stored);
+    stored.erase(0, data_off);
+  } else {
+    auto rest = pread_exact(fd, base + data_off, bh.stored);
+    if (!rest) return rest.error();
+    stored = std::move(*rest);
+  }
   std::string raw;
   if (bh.zstd) {
-    raw.resize(bh.size);
-    std::size_t n = ZSTD_decompress(raw.data(), raw.size(), stored->data(), stored->size());
-    if (ZSTD_isError(n) || n != bh.size) return Error{Errc::Corrupt, "store: body " + *guid + " does not decompress"};
+    auto r = unzstd(stored, bh.size);
+    if (!r) return Error{r.error().code, "store: body " + guid + " " + r.error().detail};
+    raw = std::move(*r);
   } else {
-    raw = std::move(*stored);
+    raw = std::move(stored);
   }
-  if (format::crc32(raw) != bh.crc) return Error{Errc::Corrupt, "store: body " + *guid + " fails its checksum"};
+  if (format::crc32(raw) != bh.crc) return Error{Errc::Corrupt, "store: body " + guid + " fails its checksum"};
   if (whole) return raw;
   return raw.substr(offset, length);
 }
 
 Result<std::pair<std::uint64_t, std::uint64_t>> FsStore::body_usage() {
-  std::uint64_t bytes = 0, files = 0;
+  // Bytes of every body file and pack; bodies counted one by one (a pack's
+  // records are walked, expunged ones not yet repacked included).
+  std::uint64_t bytes = 0, bodies = 0;
   std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(opt_.root / "bodies", ec)) {
     if (!e.is_regular_file(ec)) continue;
     bytes += e.file_size(ec);
-    ++files;
+    if (e.path().parent_path().filename() != "pack") {
+      ++bodies;
+    } else if (pack_number(e.path().filename().string())) {
+      if (auto st = scan_pack(e.path(), [&](const format::BodyHeader&, std::uint64_t) { ++bodies; }); !st)
+        return st.error();
+    }
   }
   if (ec) return Error{Errc::IoError, "store: " + ec.message()};
-  return std::make_pair(bytes, files);
+  return std::make_pair(bytes, bodies);
 }
 
 // ------------------------------------------------------------ writing
 
 // Writes a body file durably: tmp/, fsync, rename into bodies/xx/, fsync
 // that folder. Returns its GUID.
-Result<std::string> FsStore::write_body(std::string_view content, std::int64_t date,
-                                        const std::vector<std::pair<std::string, std::string>>& owners) {
+Result<FsStore::BodyRef> FsStore::write_body(std::string_view content, std::int64_t date,
+                                             const std::vector<std::pair<std::string, std::string>>& owners) {
   format::BodyHeader h;
   h.guid = random_guid();
   h.size = content.size();
@@ -1008,6 +1177,11 @@ Result<std::string> FsStore::write_body(std::string_view content, std::int64_t d
   }
   std::string_view data = h.zstd ? std::string_view(packed) : content;
   h.stored = data.size();
+  if (opt_.pack_max > 0 && data.size() <= opt_.pack_max) {
+    std::string record = format::encode_body_header(h);
+    record.append(data);
+    return pack_body(record, h.guid);
+  }
   auto tmp = opt_.root / "tmp" / h.guid;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return io_error("create " + tmp.string(), errno);
@@ -1027,7 +1201,64 @@ Result<std::string> FsStore::write_body(std::string_view content, std::int64_t d
     return st.error();
   }
   (void)failpoint::hit("store.body.after_rename");
-  return h.guid;
+  return BodyRef{h.guid, 0, 0};
+}
+
+// Opens the newest pack (the highest number) or, after a rotation, pack_no_.
+// Its directory entry is fsynced every time: another process may have
+// created the file and died before doing so.
+Status FsStore::open_pack() {
+  auto dir = opt_.root / "bodies" / "pack";
+  if (auto st = make_dir(dir); !st) return st;
+  if (pack_no_ == 0) {
+    pack_no_ = 1;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (auto n = pack_number(e.path().filename().string())) pack_no_ = std::max(pack_no_, *n);
+  }
+  auto path = pack_path(pack_no_);
+  pack_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (pack_fd_ < 0) return io_error("open " + path.string(), errno);
+  return fsync_dir(dir);
+}
+
+// Appends one body record (the bytes a body file of its own would hold) to
+// the current pack under its flock, fdatasynced before it returns. A crash
+// mid-append leaves a torn tail that no index names; the next append goes
+// after it, and rebuild() skips it (each record's CRC is checked there).
+Result<FsStore::BodyRef> FsStore::pack_body(std::string_view record, const std::string& guid, std::uint32_t avoid) {
+  std::lock_guard lk(pack_mu_);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    if (pack_fd_ < 0)
+      if (auto st = open_pack(); !st) return st.error();
+    while (::flock(pack_fd_, LOCK_EX) != 0)
+      if (errno != EINTR) return io_error("flock pack", errno);
+    struct stat info {};
+    if (::fstat(pack_fd_, &info) != 0) {
+      int e = errno;
+      ::flock(pack_fd_, LOCK_UN);
+      return io_error("stat pack", e);
+    }
+    if (info.st_nlink == 0 || std::uint64_t(info.st_size) >= opt_.pack_size || pack_no_ == avoid) {
+      // Full: go on to the next number. Unlinked by a compact() (all its
+      // bodies expunged): start again from the newest that exists.
+      ::close(pack_fd_);  // drops the flock
+      pack_fd_ = -1;
+      pack_no_ = info.st_nlink == 0 ? 0 : pack_no_ + 1;
+      continue;
+    }
+    const auto offset = std::uint64_t(info.st_size);
+    Status st = pwrite_all(pack_fd_, record, offset);
+    if (st && failpoint::hit("store.body.write")) st = Error{Errc::DiskFull, "store: injected write failure"};
+    (void)failpoint::hit("store.body.before_fsync");
+    if (st && ::fdatasync(pack_fd_) != 0) st = io_error("fsync pack", errno);
+    if (!st) (void)::ftruncate(pack_fd_, off_t(offset));  // no half record behind a failure
+    ::flock(pack_fd_, LOCK_UN);
+    if (!st) return st.error();
+    (void)failpoint::hit("store.body.after_rename");
+    return BodyRef{guid, pack_no_, offset};
+  }
+  return Error{Errc::TempFailure, "store: pack files keep changing"};
 }
 
 Result<std::uint32_t> FsStore::append_locked(Box& b, MessageInfo info) {
@@ -1051,9 +1282,12 @@ Result<std::uint32_t> FsStore::append(std::string_view user, std::string_view na
   m.keywords = unique_keywords(req.keywords);
   m.internaldate = date;
   m.size = req.content.size();
-  m.guid = *body;
+  m.guid = body->guid;
+  m.pack = body->pack;
+  m.pack_offset = body->offset;
   m.envelope = req.envelope;
   m.bodystructure = req.bodystructure;
+  if (m.envelope.empty() || m.bodystructure.empty()) std::tie(m.envelope, m.bodystructure) = structure_strings(req.content);
   auto b = box(user, *guid);
   Result<std::uint32_t> uid{Errc::TempFailure};
   {
@@ -1098,6 +1332,7 @@ std::vector<DeliveryResult> FsStore::deliver(std::string_view content, std::int6
   for (const auto& o : owners)
     if (!o.second.empty()) present.push_back(o);
   auto body = write_body(content, internaldate, present);
+  const auto [envelope, bodystructure] = structure_strings(content);
   for (std::size_t i = 0; i < targets.size(); ++i) {
     if (owners[i].second.empty()) continue;
     if (!body) {
@@ -1108,7 +1343,11 @@ std::vector<DeliveryResult> FsStore::deliver(std::string_view content, std::int6
     m.flags = targets[i].flags;
     m.internaldate = internaldate;
     m.size = content.size();
-    m.guid = *body;
+    m.guid = body->guid;
+    m.pack = body->pack;
+    m.pack_offset = body->offset;
+    m.envelope = envelope;
+    m.bodystructure = bodystructure;
     auto b = box(targets[i].user, owners[i].second);
     {
       std::unique_lock lk(b->mu);
@@ -1315,6 +1554,106 @@ Result<CopyResult> FsStore::move(std::string_view user, std::string_view from, c
 
 // ------------------------------------------------------------ compaction
 
+// Moves the live bodies of a pack that is mostly dead (expunged) into the
+// current pack, points every index that names them at the copies (a
+// Relocate record each), then deletes the old pack. Readers are never
+// blocked: until the unlink both copies are valid, and a reader that lost
+// the race reads the index again (fetch()). A crash half-way leaves at most
+// an unreferenced copy. Returns the number of bodies freed.
+std::size_t FsStore::repack(std::uint32_t pack, const std::vector<PackRef>& refs, fs::file_time_type cutoff) {
+  const auto path = pack_path(pack);
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec || fs::last_write_time(path, ec) > cutoff) return 0;  // still taking appends
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // The live records, each once (one body may be in many mailboxes).
+  std::map<std::string, std::string> records;
+  std::uint64_t live_bytes = 0;
+  for (const auto& r : refs) {
+    if (records.count(r.guid)) continue;
+    auto head = pread_exact(fd, r.offset, std::min<std::uint64_t>(size - std::min(size, r.offset), 65536));
+    if (!head) return 0;
+    auto h = format::decode_body_header(*head);
+    if (!h || h->first.guid != r.guid || r.offset + h->second + h->first.stored > size) return 0;
+    auto whole = pread_exact(fd, r.offset, h->second + h->first.stored);
+    if (!whole) return 0;
+    live_bytes += whole->size();
+    records.emplace(r.guid, std::move(*whole));
+  }
+  if (live_bytes * 4 > size * 3) return 0;  // less than a quarter dead: not worth the copy
+  std::map<std::string, BodyRef> moved;
+  for (const auto& [guid, rec] : records) {
+    auto to = pack_body(rec, guid, pack);
+    if (!to) {
+      log::warning("store: repack of pack " + std::to_string(pack) + ": " + to.error().detail);
+      return 0;
+    }
+    moved.emplace(guid, *to);
+  }
+  std::map<std::pair<std::string, std::string>, std::vector<const PackRef*>> by_box;
+  for (const auto& r : refs) by_box[{r.user, r.mailbox}].push_back(&r);
+  for (const auto& [key, list] : by_box) {
+    auto b = box(key.first, key.second);
+    std::unique_lock lk(b->mu);
+    if (auto st = lock_box(*b); !st) return 0;  // the old pack stays: still valid
+    std::string bytes;
+    for (const auto* r : list) {
+      const auto* m = b->find(r->uid);
+      if (!m || m->guid != r->guid || m->pack != pack) continue;
+      Record rec;
+      rec.type = RecordType::Relocate;
+      rec.msg.uid = r->uid;
+      rec.msg.pack = moved[r->guid].pack;
+      rec.msg.pack_offset = moved[r->guid].offset;
+      bytes += format::encode(rec);
+    }
+    Status st = bytes.empty() ? Status{} : append_records(*b, bytes);
+    unlock_box(*b);
+    if (!st) return 0;
+  }
+  // Only if nothing was appended to it meanwhile (its size and age are as seen).
+  while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+  }
+  struct stat info {};
+  std::size_t freed = 0;
+  if (::fstat(fd, &info) == 0 && std::uint64_t(info.st_size) == size && fs::last_write_time(path, ec) <= cutoff &&
+      ::unlink(path.c_str()) == 0) {
+    (void)fsync_dir(path.parent_path());
+    freed = 1;
+  }
+  log::info("store: repacked pack " + std::to_string(pack) + ": " + std::to_string(records.size()) +
+            " live bodies moved" + (freed ? ", old pack deleted" : ""));
+  return freed;
+}
+
+// Deletes pack files that no mailbox refers to any more (repack() handles
+// the ones that still hold live bodies). The unlink happens under the pack's flock
+// after a second look at its age, so no append is in flight; a writer that
+// still has it open sees st_nlink == 0 and moves on (pack_body).
+std::size_t FsStore::sweep_packs(const std::set<std::uint32_t>& live, fs::file_time_type cutoff) {
+  const auto dir = opt_.root / "bodies" / "pack";
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto n = pack_number(e.path().filename().string());
+    if (!n || live.count(*n) || e.last_write_time(ec) > cutoff) continue;
+    int fd = ::open(e.path().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+    std::error_code ec2;
+    if (fs::last_write_time(e.path(), ec2) <= cutoff && !ec2 && ::unlink(e.path().c_str()) == 0) ++removed;
+    ::close(fd);
+  }
+  if (removed) (void)fsync_dir(dir);
+  return removed;
+}
+
 Status FsStore::compact() {
   std::unique_lock sweep(sweep_mu_);
   while (::flock(sweep_fd_, LOCK_EX) != 0)
@@ -1325,6 +1664,8 @@ Status FsStore::compact() {
   } unflock{sweep_fd_};
 
   std::unordered_set<std::string> live;
+  std::set<std::uint32_t> live_packs;
+  std::map<std::uint32_t, std::vector<PackRef>> refs;
   std::error_code ec;
   std::size_t rewritten = 0, removed = 0;
   for (const auto& ud : fs::directory_iterator(opt_.root / "users", ec)) {
@@ -1341,7 +1682,14 @@ Status FsStore::compact() {
       if (dead >= opt_.compact_min_dead && dead > b->msgs.size()) {
         if (auto st = write_snapshot(*b); st) ++rewritten;
       }
-      for (const auto& m : b->msgs) live.insert(m.guid);
+      for (const auto& m : b->msgs) {
+        if (m.pack) {
+          live_packs.insert(m.pack);
+          refs[m.pack].push_back({user, mb.guid, m.uid, m.guid, m.pack_offset});
+        } else {
+          live.insert(m.guid);
+        }
+      }
       unlock_box(*b);
     }
     // Folders of mailboxes deleted before a crash finished removing them.
@@ -1351,7 +1699,10 @@ Status FsStore::compact() {
         fs::remove_all(e.path(), ec);
   }
   const auto cutoff = fs::file_time_type::clock::now() - opt_.sweep_grace;
+  for (const auto& [pack, r] : refs) removed += repack(pack, r, cutoff);
+  removed += sweep_packs(live_packs, cutoff);
   for (const auto& sub : fs::directory_iterator(opt_.root / "bodies", ec)) {
+    if (sub.path().filename() == "pack") continue;
     bool any = false;
     for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
       auto name = e.path().filename().string();

@@ -1,13 +1,17 @@
 // The embedded mailbox store: files under data_dir/store, no server needed.
 // Layout (docs/store.md):
-//   bodies/xx/GUID          one body file per message, shared by every
-//                           mailbox that holds it (single instance),
-//                           optionally zstd-compressed; written once, fsynced
+//   bodies/pack/NNNNNNNN    pack files: bodies up to pack_max bytes (after
+//                           compression) appended one after another, each
+//                           the same record a body file holds; shared by
+//                           every mailbox that holds it (single instance),
+//                           optionally zstd-compressed; fdatasynced
+//   bodies/xx/GUID          bigger bodies, one file each, written once, fsynced
 //   users/USER/mailboxes    the user's mailbox list, replaced atomically
 //   users/USER/MBGUID/index the mailbox's append-only index log
 //   tmp/                    bodies being written
-// Crash safety: body fsynced and renamed into place (directory fsynced),
-// then the index record appended and fdatasynced; a torn index tail is cut
+// Crash safety: body appended to its pack and fdatasynced (or written,
+// fsynced and renamed into place, directory fsynced), then the index record
+// appended and fdatasynced; a torn pack tail is never named by an index; a torn index tail is cut
 // off on open, a damaged index is rebuilt from the owners recorded in the
 // body files. Several processes may open one store (moatd, moatctl): every
 // index operation holds flock() on the index file.
@@ -18,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 
 #include "store/mailbox_store.hpp"
@@ -27,7 +32,12 @@ namespace moat::store {
 struct FsOptions {
   std::filesystem::path root;                 // data_dir/store
   bool compress = false;                      // zstd for bodies of at least compress_min bytes
-  std::size_t compress_min = 4096;
+  std::size_t compress_min = 512;
+  // Bodies of at most pack_max bytes as stored go into pack files, so a
+  // 3 KB message does not take a 4 KiB block and an inode of its own (0:
+  // every body in its own file). A pack takes no more appends past pack_size.
+  std::size_t pack_max = 128 * 1024;
+  std::uint64_t pack_size = 64ull << 20;
   int zstd_level = 3;
   std::chrono::seconds sweep_grace{600};      // unreferenced bodies younger than this are kept (in-flight deliveries)
   std::size_t compact_min_dead = 64;          // rewrite an index when it has this many dead records ...
@@ -62,6 +72,9 @@ class FsStore final : public MailboxStore {
   Result<std::uint32_t> append(std::string_view user, std::string_view name, const AppendRequest& req) override;
   Result<std::string> fetch(std::string_view user, std::string_view name, std::uint32_t uid, std::uint64_t offset = 0,
                             std::uint64_t length = UINT64_MAX) override;
+  std::vector<Result<std::string>> fetch_many(std::string_view user, std::string_view name,
+                                              const std::vector<std::uint32_t>& uids) override;
+  Result<MailboxStatus> version(std::string_view user, std::string_view name) override;
   Status set_cache(std::string_view user, std::string_view name, std::uint32_t uid, std::string envelope,
                    std::string bodystructure) override;
   Result<StoreResult> store_flags(std::string_view user, std::string_view name, const UidRanges& uids,
@@ -111,8 +124,25 @@ class FsStore final : public MailboxStore {
   Status rebuild(Box& b, std::size_t valid_end, bool had_header);
   Status append_records(Box& b, const std::string& bytes);
   Status write_snapshot(Box& b);
-  Result<std::string> write_body(std::string_view content, std::int64_t date,
-                                 const std::vector<std::pair<std::string, std::string>>& owners);
+  struct BodyRef {
+    std::string guid;
+    std::uint32_t pack = 0;
+    std::uint64_t offset = 0;
+  };
+  Result<BodyRef> write_body(std::string_view content, std::int64_t date,
+                             const std::vector<std::pair<std::string, std::string>>& owners);
+  // Appends a body record to the current pack (never to pack `avoid`).
+  Result<BodyRef> pack_body(std::string_view record, const std::string& guid, std::uint32_t avoid = 0);
+  struct PackRef {
+    std::string user, mailbox;  // mailbox GUID
+    std::uint32_t uid = 0;
+    std::string guid;
+    std::uint64_t offset = 0;
+  };
+  std::size_t repack(std::uint32_t pack, const std::vector<PackRef>& refs, std::filesystem::file_time_type cutoff);
+  Status open_pack();
+  std::filesystem::path pack_path(std::uint32_t n) const;
+  std::size_t sweep_packs(const std::set<std::uint32_t>& live, std::filesystem::file_time_type cutoff);
   Result<std::uint32_t> append_locked(Box& b, MessageInfo info);
   std::vector<std::uint32_t> expunge_locked(Box& b, const std::optional<UidRanges>& uids, bool only_deleted,
                                             Status& st);
@@ -120,6 +150,8 @@ class FsStore final : public MailboxStore {
                                std::string_view to, bool move);
   void notify(Box& b);
   std::filesystem::path body_path(std::string_view guid) const;
+  Result<std::string> read_body(const std::string& guid, std::uint32_t pack, std::uint64_t base,
+                                std::uint64_t offset, std::uint64_t length);
 
   FsOptions opt_;
   std::mutex mu_;                                       // guards the maps below
@@ -131,6 +163,11 @@ class FsStore final : public MailboxStore {
   // sweep.lock for other processes).
   std::shared_mutex sweep_mu_;
   int sweep_fd_ = -1;
+  // The pack this process appends to (others may append to it too, under
+  // its flock); 0 until the first small body.
+  std::mutex pack_mu_;
+  int pack_fd_ = -1;
+  std::uint32_t pack_no_ = 0;
 };
 
 }  // namespace moat::store

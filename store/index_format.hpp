@@ -27,11 +27,12 @@ std::uint32_t crc32(std::string_view data, std::uint32_t crc = 0);
 
 enum class RecordType : std::uint8_t {
   Header = 1,    // uidvalidity, mailbox guid, uidnext floor, modseq floor
-  Append = 2,    // a message (also copies and rebuilt entries)
+  Append = 2,    // a message (also copies and rebuilt entries); ends with pack number and offset when packed
   Flags = 3,     // new flags/keywords of one message
   Expunge = 4,   // UIDs removed at one modseq
   Cache = 5,     // cached envelope/bodystructure of one message
   Vanished = 6,  // compacted history: (uid, modseq) of expunged messages
+  Relocate = 7,  // the body of one message moved to another pack (uid, pack, offset)
 };
 
 struct Header {
@@ -44,7 +45,8 @@ struct Header {
 struct Record {
   RecordType type = RecordType::Header;
   Header header;                 // Header
-  MessageInfo msg;               // Append (all), Flags (uid, modseq, flags, keywords), Cache (uid, strings)
+  MessageInfo msg;               // Append (all), Flags (uid, modseq, flags, keywords), Cache (uid, strings),
+                                 // Relocate (uid, pack, pack_offset)
   std::uint64_t modseq = 0;      // Expunge
   std::vector<std::pair<std::uint32_t, std::uint64_t>> uids;  // Expunge (modseq ignored), Vanished
 };

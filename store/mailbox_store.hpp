@@ -80,6 +80,11 @@ struct MessageInfo {
   // (append or set_cache); empty when not cached yet.
   std::string envelope;
   std::string bodystructure;
+  // Where the backend keeps the body, opaque to everyone else (FsStore: 0
+  // for a file of its own, else the pack file's number and the offset of
+  // the body's record in it). Copies keep it: the body is shared.
+  std::uint32_t pack = 0;
+  std::uint64_t pack_offset = 0;
 };
 
 struct AppendRequest {
@@ -186,6 +191,22 @@ class MailboxStore {
   // message). NotFound when the UID does not exist (or was expunged).
   virtual Result<std::string> fetch(std::string_view user, std::string_view name, std::uint32_t uid,
                                     std::uint64_t offset = 0, std::uint64_t length = UINT64_MAX) = 0;
+  // The whole bytes of several messages in one call, one result per UID in
+  // order (NotFound for a UID that is gone): a FETCH over a range makes one
+  // trip to the blocking pool and takes the index lock once per batch
+  // instead of once per message. The default calls fetch() per UID.
+  virtual std::vector<Result<std::string>> fetch_many(std::string_view user, std::string_view name,
+                                                      const std::vector<std::uint32_t>& uids) {
+    std::vector<Result<std::string>> out;
+    out.reserve(uids.size());
+    for (auto uid : uids) out.push_back(fetch(user, name, uid));
+    return out;
+  }
+  // A cheap fingerprint of the mailbox (highest MODSEQ, UIDNEXT, message
+  // count): every append, flag change and expunge changes it, so a session
+  // that saw the same one has nothing to report and need not re-read the
+  // message list. The default derives it from status().
+  virtual Result<MailboxStatus> version(std::string_view user, std::string_view name) { return status(user, name); }
   // Stores the cached ENVELOPE/BODYSTRUCTURE strings for a message.
   virtual Status set_cache(std::string_view user, std::string_view name, std::uint32_t uid,
                            std::string envelope, std::string bodystructure) = 0;

@@ -1,4 +1,6 @@
-// See session.hpp. States (RFC 3501 §3):
+// See session.hpp. SEARCH, LIST and the CONDSTORE/QRESYNC argument syntax
+// live in search.*, list.*, condstore.*; this file is the dialogue.
+// States (RFC 3501 §3):
 //
 //   not authenticated --LOGIN/AUTHENTICATE (TLS only)--> authenticated
 //        | STARTTLS: handshake, buffered plaintext dropped     | SELECT/EXAMINE
@@ -35,6 +37,9 @@
 #include "common/proto/mime/mime.hpp"
 #include "common/proto/sasl.hpp"
 #include "directory/directory.hpp"
+#include "store/imap/condstore.hpp"
+#include "store/imap/list.hpp"
+#include "store/imap/search.hpp"
 #include "store/mailbox_store.hpp"
 
 namespace moat::store::imap {
@@ -46,6 +51,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kRead = 16 * 1024;
+constexpr std::size_t kReadIdle = 1024;  // between commands: most command lines fit
 
 std::string upper(std::string s) {
   for (auto& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
@@ -113,22 +119,6 @@ std::optional<std::int64_t> parse_date_time(const std::string& s) {
   return std::int64_t(timegm(&tm)) - (sign == '-' ? -off : off);
 }
 
-// LIST pattern match: "*" matches anything, "%" anything but the delimiter.
-bool match(std::string_view pat, std::string_view name) {
-  if (pat.empty()) return name.empty();
-  if (pat[0] == '*' || pat[0] == '%') {
-    for (std::size_t i = 0; i <= name.size(); ++i) {
-      if (match(pat.substr(1), name.substr(i))) return true;
-      if (i < name.size() && pat[0] == '%' && name[i] == '/') return false;
-    }
-    return false;
-  }
-  if (name.empty()) return false;
-  const bool same = pat[0] == name[0] ||
-                    std::tolower(static_cast<unsigned char>(pat[0])) == std::tolower(static_cast<unsigned char>(name[0]));
-  return same && match(pat.substr(1), name.substr(1));
-}
-
 struct Notifier {
   explicit Notifier(asio::any_io_executor ex) : timer(ex) { timer.expires_at(Clock::time_point::max()); }
   asio::steady_timer timer;
@@ -171,14 +161,24 @@ class Session {
     timer_.expires_at(deadline_);
   }
   asio::awaitable<bool> send(std::string text) {
+    if (!pending_.empty()) {  // FETCH responses held back to share this write
+      pending_ += text;
+      text = std::move(pending_);
+      pending_.clear();
+      pending_.shrink_to_fit();
+    }
     auto st = co_await io_->write(text);
     co_return st.ok();
   }
   asio::awaitable<bool> fill() {
-    char buf[kRead];
-    auto got = co_await io_->read_some(buf, sizeof buf);
+    // On the heap and sized by state: an idle session waits here for its
+    // next command, and a 16 KiB array in this frame was a sixth of what an
+    // idle logged-in connection cost (bench/imap). Literals get big reads.
+    const std::size_t n = parser_.between_commands() ? kReadIdle : kRead;
+    std::unique_ptr<char[]> buf(new char[n]);
+    auto got = co_await io_->read_some(buf.get(), n);
     if (!got) co_return false;
-    parser_.feed(std::string_view(buf, *got));
+    parser_.feed(std::string_view(buf.get(), *got));
     co_return true;
   }
   asio::awaitable<bool> tagged(const std::string& tag, std::string_view status, std::string_view text) {
@@ -236,6 +236,7 @@ class Session {
       co_return false;
     }
     if (ev.reply == ip::Event::Reply::TooBig) co_return co_await tagged(tag, "NO", "[TOOBIG] " + ev.text);
+    if (ev.reply == ip::Event::Reply::BadTooBig) co_return co_await tagged(tag, "BAD", "[TOOBIG] " + ev.text);
     if (++errors_ > deps_.max_errors) {
       co_await send("* BYE too many errors\r\n");
       co_return false;
@@ -252,7 +253,9 @@ class Session {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE";
+    std::string caps =
+        "IMAP4rev1 IMAP4rev2 LITERAL- SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE"
+        " CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE";
     if (!io_->tls_active() && deps_.tls_available) caps += " STARTTLS";
     if (io_->tls_active()) caps += " AUTH=PLAIN";
     else caps += " LOGINDISABLED";
@@ -287,11 +290,7 @@ class Session {
       if (n == "AUTHENTICATE") co_return co_await authenticate(c);
       co_return co_await bad(c, "log in first");
     }
-    if (n == "ENABLE") {
-      bool ok = co_await send("* ENABLED\r\n");
-      if (!ok) co_return false;
-      co_return co_await tagged(c.tag, "OK", "ENABLE completed");
-    }
+    if (n == "ENABLE") co_return co_await enable(c);
     if (n == "NAMESPACE") {
       bool ok = co_await send("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
       if (!ok) co_return false;
@@ -320,10 +319,10 @@ class Session {
     if (sub == "SEARCH") co_return co_await search(c, first, uid);
     if (sub == "COPY" || sub == "MOVE") co_return co_await copy(c, first, uid, sub == "MOVE");
     if (uid && sub == "EXPUNGE") {
-      if (c.args.size() != 2) co_return co_await bad(c, "UID EXPUNGE needs a set");
-      auto set = ip::SeqSet::parse(c.args[1].text);
-      if (!set) co_return co_await bad(c, "bad UID set");
-      co_return co_await expunge(c, &*set);
+      if (c.args.size() != 2 || c.args[1].is_list()) co_return co_await bad(c, "UID EXPUNGE needs a set");
+      auto picked = pick(c.args[1].text, true);
+      if (!picked) co_return co_await bad(c, "bad UID set");
+      co_return co_await expunge(c, &*picked);
     }
     co_return co_await bad(c, "unknown command");
   }
@@ -398,17 +397,18 @@ class Session {
   }
 
   // ------------------------------------------------------- mailboxes ---
-  // Mailbox argument (modified UTF-7 from IMAP4rev1 clients) -> checked UTF-8.
-  std::optional<std::string> mailbox_arg(const ip::Arg& a) {
+  // Mailbox argument -> checked UTF-8: modified UTF-7 from IMAP4rev1
+  // clients, UTF-8 as it is once IMAP4rev2 is enabled (RFC 9051 §5.1).
+  std::optional<std::string> mailbox_arg(const ip::Arg& a) const {
     if (!a.is_astring()) return std::nullopt;
-    auto utf8 = ip::mutf7_decode(a.text);
-    if (!utf8) return std::nullopt;
+    auto utf8 = rev2_ ? Result<std::string>(a.text) : ip::mutf7_decode(a.text);
+    if (!utf8 || !ip::valid_utf8(*utf8)) return std::nullopt;
     auto checked = ip::check_mailbox_name(*utf8);
     if (!checked) return std::nullopt;
     return *checked;
   }
-  static std::string mailbox_out(const std::string& utf8) {
-    auto m = ip::mutf7_encode(utf8);
+  std::string mailbox_out(const std::string& utf8) const {
+    auto m = rev2_ ? Result<std::string>(utf8) : ip::mutf7_encode(utf8);
     std::string out;
     ip::append_string(out, m ? *m : utf8);
     return out;
@@ -421,42 +421,119 @@ class Session {
     co_return co_await tagged(c.tag, "NO", "[UNAVAILABLE] " + e.detail);
   }
 
+  // RFC 5161 ENABLE: CONDSTORE, QRESYNC (which implies CONDSTORE) and
+  // IMAP4rev2; anything else is ignored. ENABLED names what this command
+  // turned on.
+  asio::awaitable<bool> enable(const ip::Command& c) {
+    if (c.args.empty()) co_return co_await bad(c, "ENABLE capability...");
+    std::string enabled;
+    for (const auto& a : c.args) {
+      const std::string u = a.is_list() ? std::string() : upper(a.text);
+      bool* flag = u == "CONDSTORE" ? &condstore_ : u == "QRESYNC" ? &qresync_ : u == "IMAP4REV2" ? &rev2_ : nullptr;
+      if (!flag || *flag) continue;
+      *flag = true;
+      enabled += " " + u;
+    }
+    if (qresync_ && !condstore_) condstore_ = true;
+    bool ok = co_await send("* ENABLED" + enabled + "\r\n");
+    if (!ok) co_return false;
+    co_return co_await tagged(c.tag, "OK", "ENABLE completed");
+  }
+
+  struct Opened {
+    MailboxStatus status;
+    std::vector<MessageInfo> messages;
+    std::optional<Changes> changes;  // QRESYNC with a matching UIDVALIDITY
+  };
+
   asio::awaitable<bool> select(const ip::Command& c, bool read_only) {
-    if (c.args.size() != 1) co_return co_await bad(c, "SELECT mailbox");
+    if (c.args.empty() || c.args.size() > 2) co_return co_await bad(c, "SELECT mailbox [(parameters)]");
     auto name = mailbox_arg(c.args[0]);
     if (!name) co_return co_await bad(c, "bad mailbox name");
+    SelectParams params;
+    if (c.args.size() == 2) {
+      auto p = parse_select_params(c.args[1]);
+      if (!p) co_return co_await bad(c, p.error().detail);
+      // RFC 7162 §3.2.5: QRESYNC parameters only after ENABLE QRESYNC
+      if (p->qresync && !qresync_) co_return co_await bad(c, "ENABLE QRESYNC first");
+      params = std::move(*p);
+    }
+    if (params.condstore) condstore_ = true;
+    std::string out;
+    // RFC 7162 §3.2.11 / RFC 9051 §6.3.2: the old mailbox is closed first
+    if (!box_.empty()) out += "* OK [CLOSED] previous mailbox closed\r\n";
     box_.clear();
     msgs_.clear();
+    saved_.clear();
     watch_.reset();
     auto* st = deps_.store;
     const std::string user = user_;
     const std::string box = *name;
-    auto r = co_await blocking([st, &user, &box]() -> Result<std::pair<MailboxStatus, std::vector<MessageInfo>>> {
+    const std::optional<QresyncParams> q = params.qresync;
+    auto r = co_await blocking([st, &user, &box, &q]() -> Result<Opened> {
+      Opened o;
       auto s = st->status(user, box);
       if (!s) return s.error();
+      o.status = *s;
       auto m = st->messages(user, box);
       if (!m) return m.error();
-      return std::make_pair(*s, std::move(*m));
+      o.messages = std::move(*m);
+      if (q && q->uidvalidity == o.status.uidvalidity) {
+        auto ch = st->changes_since(user, box, q->modseq);
+        if (!ch) return ch.error();
+        o.changes = std::move(*ch);
+      }
+      return o;
     });
-    if (!r) co_return co_await no_from(c, r.error());
+    if (!r) {
+      if (!out.empty()) co_await send(out);
+      co_return co_await no_from(c, r.error());
+    }
     box_ = box;
     read_only_ = read_only;
-    uidvalidity_ = r->first.uidvalidity;
-    uidnext_ = r->first.uidnext;
-    msgs_ = std::move(r->second);
+    uidvalidity_ = r->status.uidvalidity;
+    uidnext_ = r->status.uidnext;
+    msgs_ = std::move(r->messages);
     start_watch();
-    std::string out = "* " + std::to_string(msgs_.size()) + " EXISTS\r\n* 0 RECENT\r\n";
+    out += "* " + std::to_string(msgs_.size()) + " EXISTS\r\n";
+    if (!rev2_) out += "* 0 RECENT\r\n";  // RFC 9051 appendix E: no \Recent in IMAP4rev2
     out += "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
     out += "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags\r\n";
-    for (std::size_t i = 0; i < msgs_.size(); ++i)
+    for (std::size_t i = 0; i < msgs_.size() && !rev2_; ++i)
       if (!(msgs_[i].flags & kSeen)) {
         out += "* OK [UNSEEN " + std::to_string(i + 1) + "] first unseen\r\n";
         break;
       }
     out += "* OK [UIDVALIDITY " + std::to_string(uidvalidity_) + "] UIDs valid\r\n";
     out += "* OK [UIDNEXT " + std::to_string(uidnext_) + "] predicted next UID\r\n";
+    // Every mailbox keeps mod-sequences, so HIGHESTMODSEQ always and never
+    // NOMODSEQ (RFC 7162 §3.1.2.1).
+    out += "* OK [HIGHESTMODSEQ " + std::to_string(r->status.highest_modseq) + "] highest\r\n";
+    if (r->changes) out += qresync_report(*r->changes, *params.qresync);
     out += c.tag + " OK [" + std::string(read_only ? "READ-ONLY" : "READ-WRITE") + "] " + c.name + " completed\r\n";
     co_return co_await send(std::move(out));
+  }
+
+  // SELECT (QRESYNC ...) with the client's UIDVALIDITY: VANISHED (EARLIER)
+  // for expunged known UIDs, then FETCH for known messages changed since
+  // its modseq (RFC 7162 §3.2.5.2). New messages it learns from EXISTS.
+  std::string qresync_report(const Changes& ch, const QresyncParams& q) const {
+    const std::uint32_t star = msgs_.empty() ? 0 : msgs_.back().uid;
+    const auto known = q.known_uids ? q.known_uids->resolve(star) : std::vector<ip::SeqRange>{{1, UINT32_MAX}};
+    std::vector<std::uint32_t> gone;
+    for (auto u : ch.vanished)
+      if (ip::contains(known, u)) gone.push_back(u);
+    std::string out = vanished_response(gone, true);
+    std::map<std::uint32_t, std::size_t> seq;
+    for (std::size_t i = 0; i < msgs_.size(); ++i) seq[msgs_[i].uid] = i + 1;
+    for (const auto& m : ch.changed) {
+      auto it = seq.find(m.uid);
+      if (it == seq.end() || !ip::contains(known, m.uid)) continue;
+      const MessageInfo& cur = msgs_[it->second - 1];
+      out += "* " + std::to_string(it->second) + " FETCH (UID " + std::to_string(cur.uid) + " FLAGS " + flags_text(cur) +
+             " MODSEQ (" + std::to_string(cur.modseq) + "))\r\n";
+    }
+    return out;
   }
 
   void start_watch() {
@@ -472,60 +549,88 @@ class Session {
     });
   }
 
+  // LIST, LIST-EXTENDED (RFC 5258) with RETURN (STATUS ...) (RFC 5819), LSUB.
   asio::awaitable<bool> list(const ip::Command& c, bool lsub) {
-    if (c.args.size() != 2 || !c.args[0].is_astring() || !c.args[1].is_astring())
-      co_return co_await bad(c, "LIST reference pattern");
-    if (c.args[1].text.empty()) {
-      bool ok = co_await send("* LIST (\\Noselect) \"/\" \"\"\r\n");
-      if (!ok) co_return false;
-      co_return co_await tagged(c.tag, "OK", "LIST completed");
+    Result<ListRequest> req = lsub ? Result<ListRequest>(ListRequest{}) : parse_list(c.args);
+    if (lsub) {
+      if (c.args.size() != 2 || c.args[0].is_list() || c.args[1].is_list()) co_return co_await bad(c, "LSUB reference pattern");
+      req->reference = c.args[0].text;
+      req->patterns.push_back(c.args[1].text);
     }
-    auto pattern = ip::mutf7_decode(c.args[0].text + c.args[1].text);
-    if (!pattern) co_return co_await bad(c, "bad pattern");
+    if (!req) co_return co_await bad(c, req.error().detail);
+    for (const auto& item : req->status_items)
+      if (!status_value(MailboxStatus{}, item)) co_return co_await bad(c, "unknown STATUS item");
+    if (!req->extended && req->patterns.size() == 1 && req->patterns[0].empty()) {
+      // the hierarchy delimiter and root (RFC 9051 §6.3.9)
+      co_return co_await send("* " + std::string(lsub ? "LSUB" : "LIST") + " (\\Noselect) \"/\" \"\"\r\n" + c.tag + " OK " +
+                              c.name + " completed\r\n");
+    }
+    std::vector<std::string> patterns;
+    for (const auto& p : req->patterns) {
+      auto decoded = rev2_ ? Result<std::string>(req->reference + p) : ip::mutf7_decode(req->reference + p);
+      if (!decoded) co_return co_await bad(c, "bad pattern");
+      patterns.push_back(std::move(*decoded));
+    }
     auto* st = deps_.store;
     const std::string user = user_;
     auto boxes = co_await blocking([st, &user] { return st->list(user); });
     if (!boxes) co_return co_await no_from(c, boxes.error());
-    std::string out;
-    for (const auto& b : *boxes) {
-      if (lsub && !b.subscribed) continue;
-      if (!match(*pattern, b.name)) continue;
-      const bool children = std::any_of(boxes->begin(), boxes->end(), [&](const MailboxInfo& o) {
-        return o.name.size() > b.name.size() + 1 && o.name.compare(0, b.name.size(), b.name) == 0 && o.name[b.name.size()] == '/';
+    const auto entries = list_mailboxes(*req, patterns, *boxes, lsub, rev2_);
+    std::map<std::string, MailboxStatus> statuses;
+    if (req->ret_status) {
+      auto r = co_await blocking([st, &user, &entries] {
+        std::map<std::string, MailboxStatus> m;
+        for (const auto& e : entries)
+          if (e.selectable)
+            if (auto s = st->status(user, e.name)) m[e.name] = *s;
+        return m;
       });
-      std::string attrs = children ? "\\HasChildren" : "\\HasNoChildren";
-      const auto use = special_use_name(b.special_use);
-      if (!use.empty()) attrs += " " + std::string(use);
-      out += "* " + std::string(lsub ? "LSUB" : "LIST") + " (" + attrs + ") \"/\" " + mailbox_out(b.name) + "\r\n";
+      statuses = std::move(r);
+    }
+    std::string out;
+    for (const auto& e : entries) {
+      out += "* " + std::string(lsub ? "LSUB" : "LIST") + " (" + e.attributes + ") \"/\" " + mailbox_out(e.name) + e.extra + "\r\n";
+      if (auto it = statuses.find(e.name); it != statuses.end())
+        out += "* STATUS " + mailbox_out(e.name) + " (" + status_items(it->second, req->status_items) + ")\r\n";
     }
     out += c.tag + " OK " + c.name + " completed\r\n";
     co_return co_await send(std::move(out));
+  }
+
+  // One STATUS item (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+  std::optional<std::uint64_t> status_value(const MailboxStatus& s, const std::string& item) const {
+    if (item == "MESSAGES") return s.messages;
+    if (item == "UIDNEXT") return s.uidnext;
+    if (item == "UIDVALIDITY") return s.uidvalidity;
+    if (item == "UNSEEN") return s.unseen;
+    if (item == "RECENT" && !rev2_) return 0;
+    if (item == "SIZE") return s.size;
+    if (item == "DELETED") return s.deleted;
+    if (item == "HIGHESTMODSEQ") return s.highest_modseq;
+    return std::nullopt;
+  }
+  std::string status_items(const MailboxStatus& s, const std::vector<std::string>& items) const {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : " ") + item + " " + std::to_string(status_value(s, item).value_or(0));
+    return out;
   }
 
   asio::awaitable<bool> status(const ip::Command& c) {
     if (c.args.size() != 2 || !c.args[1].is_list()) co_return co_await bad(c, "STATUS mailbox (items)");
     auto name = mailbox_arg(c.args[0]);
     if (!name) co_return co_await bad(c, "bad mailbox name");
+    std::vector<std::string> items;
+    for (const auto& a : c.args[1].list) {
+      items.push_back(a.is_list() ? std::string() : upper(a.text));
+      if (!status_value(MailboxStatus{}, items.back())) co_return co_await bad(c, "unknown STATUS item");
+      if (items.back() == "HIGHESTMODSEQ") condstore_ = true;  // a CONDSTORE enabling command (RFC 7162 §3.1)
+    }
     auto* st = deps_.store;
     const std::string user = user_;
     const std::string box = *name;
     auto s = co_await blocking([st, &user, &box] { return st->status(user, box); });
     if (!s) co_return co_await no_from(c, s.error());
-    std::string items;
-    for (const auto& a : c.args[1].list) {
-      const std::string item = upper(a.text);
-      std::uint64_t v = 0;
-      if (item == "MESSAGES") v = s->messages;
-      else if (item == "UIDNEXT") v = s->uidnext;
-      else if (item == "UIDVALIDITY") v = s->uidvalidity;
-      else if (item == "UNSEEN") v = s->unseen;
-      else if (item == "RECENT") v = 0;
-      else if (item == "SIZE") v = s->size;
-      else if (item == "DELETED") v = s->deleted;
-      else co_return co_await bad(c, "unknown STATUS item");
-      items += (items.empty() ? "" : " ") + item + " " + std::to_string(v);
-    }
-    bool ok = co_await send("* STATUS " + mailbox_out(box) + " (" + items + ")\r\n");
+    bool ok = co_await send("* STATUS " + mailbox_out(box) + " (" + status_items(*s, items) + ")\r\n");
     if (!ok) co_return false;
     co_return co_await tagged(c.tag, "OK", "STATUS completed");
   }
@@ -590,29 +695,68 @@ class Session {
 
   // ------------------------------------------------------ selected ---
   // The client's view against the store: EXPUNGE, EXISTS, FETCH FLAGS.
-  asio::awaitable<bool> sync() {
+  // The client's view against the store: EXPUNGE (or VANISHED once QRESYNC
+  // is on), EXISTS, FETCH FLAGS (with MODSEQ once CONDSTORE is on).
+  // `expunges` is false during FETCH, STORE and SEARCH, where an EXPUNGE
+  // would shift the numbers the client is reading (RFC 9051 §7.5.1); the
+  // expunged messages then stay in the view until a later command.
+  asio::awaitable<bool> sync(bool expunges = true) {
     if (box_.empty()) co_return true;
     auto* st = deps_.store;
     const std::string user = user_, box = box_;
-    auto now = co_await blocking([st, &user, &box] { return st->messages(user, box); });
+    // Same MODSEQ, UIDNEXT and count as at the last look: nothing to report,
+    // and no copy of the whole message list (which made every command,
+    // FETCH of one message included, cost as much as the mailbox is long).
+    const std::optional<MailboxStatus> seen = seen_box_ == box_ ? seen_version_ : std::nullopt;
+    std::optional<MailboxStatus> version;
+    bool unchanged = false;
+    const auto same = [](const MailboxStatus& a, const MailboxStatus& b) {
+      return a.uidvalidity == b.uidvalidity && a.uidnext == b.uidnext && a.highest_modseq == b.highest_modseq &&
+             a.messages == b.messages;
+    };
+    const auto fresh = std::exchange(fresh_version_, std::nullopt);  // read by this command's FETCH
+    if (fresh && seen && same(*fresh, *seen)) co_return true;
+    auto now = co_await blocking([st, &user, &box, &seen, &version, &unchanged]() -> Result<std::vector<MessageInfo>> {
+      if (auto v = st->version(user, box); v) {
+        unchanged = seen && v->uidvalidity == seen->uidvalidity && v->uidnext == seen->uidnext &&
+                    v->highest_modseq == seen->highest_modseq && v->messages == seen->messages;
+        version = *v;
+      }
+      if (unchanged) return std::vector<MessageInfo>{};
+      return st->messages(user, box);
+    });
+    if (now && unchanged) co_return true;
     if (!now) {
       co_await send("* BYE mailbox no longer available\r\n");
       co_return false;
     }
+    seen_box_ = box_;
+    seen_version_ = version;
     std::map<std::uint32_t, const MessageInfo*> current;
     for (const auto& m : *now) current[m.uid] = &m;
     std::string out;
-    for (std::size_t i = msgs_.size(); i-- > 0;)
-      if (!current.count(msgs_[i].uid)) {
-        out += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
-        msgs_.erase(msgs_.begin() + std::ptrdiff_t(i));
+    std::vector<std::uint32_t> vanished;
+    for (std::size_t i = msgs_.size(); i-- > 0;) {
+      if (current.count(msgs_[i].uid)) continue;
+      if (!expunges) {
+        seen_version_.reset();  // still to report: the next sync must look again
+        continue;
       }
+      if (qresync_) vanished.insert(vanished.begin(), msgs_[i].uid);
+      else out += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+      msgs_.erase(msgs_.begin() + std::ptrdiff_t(i));
+    }
+    out += vanished_response(vanished, false);
     for (std::size_t i = 0; i < msgs_.size(); ++i) {
-      const MessageInfo* m = current[msgs_[i].uid];
-      if (m->flags != msgs_[i].flags || m->keywords != msgs_[i].keywords) {
-        msgs_[i] = *m;
-        out += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(m->uid) + " FLAGS " + flags_text(*m) + ")\r\n";
-      }
+      auto it = current.find(msgs_[i].uid);
+      if (it == current.end()) continue;  // expunged, reported by a later sync
+      const MessageInfo* m = it->second;
+      const bool changed = m->flags != msgs_[i].flags || m->keywords != msgs_[i].keywords ||
+                           (condstore_ && m->modseq != msgs_[i].modseq);
+      if (!changed) continue;
+      msgs_[i] = *m;
+      out += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(m->uid) + " FLAGS " + flags_text(*m) +
+             modseq_text(*m) + ")\r\n";
     }
     const std::uint32_t last = msgs_.empty() ? 0 : msgs_.back().uid;
     const std::size_t before = msgs_.size();
@@ -623,11 +767,24 @@ class Session {
     co_return co_await send(std::move(out));
   }
 
-  // Indices (0-based) of messages in a sequence or UID set, ascending.
-  std::vector<std::size_t> resolve(const ip::SeqSet& set, bool uid) const {
+  std::string modseq_text(const MessageInfo& m) const {
+    return condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string();
+  }
+
+  // Indices (0-based) of the messages a sequence set, UID set or "$" (RFC
+  // 5182 SEARCHRES: the saved result, whether numbers or UIDs) names,
+  // ascending; nullopt for bad syntax.
+  std::optional<std::vector<std::size_t>> pick(const std::string& text, bool uid) const {
     std::vector<std::size_t> out;
+    if (text == "$") {
+      for (std::size_t i = 0; i < msgs_.size(); ++i)
+        if (std::binary_search(saved_.begin(), saved_.end(), msgs_[i].uid)) out.push_back(i);
+      return out;
+    }
+    auto set = ip::SeqSet::parse(text);
+    if (!set) return std::nullopt;
     if (msgs_.empty()) return out;
-    const auto ranges = set.resolve(uid ? msgs_.back().uid : std::uint32_t(msgs_.size()));
+    const auto ranges = set->resolve(uid ? msgs_.back().uid : std::uint32_t(msgs_.size()));
     for (std::size_t i = 0; i < msgs_.size(); ++i)
       if (ip::contains(ranges, uid ? msgs_[i].uid : std::uint32_t(i + 1))) out.push_back(i);
     return out;
@@ -689,28 +846,42 @@ class Session {
     }
     box_.clear();
     msgs_.clear();
+    saved_.clear();
     watch_.reset();
     co_return co_await tagged(c.tag, "OK", c.name + " completed");
   }
 
-  asio::awaitable<bool> expunge(const ip::Command& c, const ip::SeqSet* uids) {
+  // EXPUNGE, and UID EXPUNGE (RFC 4315) limited to `picked`. With CONDSTORE
+  // the tagged OK carries the new HIGHESTMODSEQ (RFC 7162 §3.2.10).
+  asio::awaitable<bool> expunge(const ip::Command& c, const std::vector<std::size_t>* picked) {
     if (read_only_) co_return co_await tagged(c.tag, "NO", "[READ-ONLY] mailbox is read-only");
     std::optional<UidRanges> ranges;
-    if (uids) {
+    if (picked) {
       UidRanges r;
-      for (const auto& x : uids->resolve(msgs_.empty() ? 0 : msgs_.back().uid)) r.emplace_back(x.lo, x.hi);
+      for (auto i : *picked) r.emplace_back(msgs_[i].uid, msgs_[i].uid);
       ranges = std::move(r);
     }
     auto* st = deps_.store;
     const std::string user = user_, box = box_;
-    auto r = co_await blocking([st, &user, &box, &ranges] { return st->expunge(user, box, ranges); });
+    auto r = co_await blocking([st, &user, &box, &ranges]() -> Result<std::uint64_t> {
+      if (!ranges || !ranges->empty()) {
+        auto e = st->expunge(user, box, ranges);
+        if (!e) return e.error();
+      }
+      auto s = st->status(user, box);
+      if (!s) return s.error();
+      return s->highest_modseq;
+    });
     if (!r) co_return co_await no_from(c, r.error());
     bool ok = co_await sync();
     if (!ok) co_return false;
-    co_return co_await tagged(c.tag, "OK", "EXPUNGE completed");
+    const std::string code = condstore_ ? "[HIGHESTMODSEQ " + std::to_string(*r) + "] " : "";
+    co_return co_await tagged(c.tag, "OK", code + "EXPUNGE completed");
   }
 
   asio::awaitable<bool> fetch(const ip::Command& c, std::size_t first, bool uid);
+  asio::awaitable<bool> changed_since(const std::string& set, bool uid, std::uint64_t since, bool vanished,
+                                      std::vector<std::size_t>& picked);
   asio::awaitable<bool> store(const ip::Command& c, std::size_t first, bool uid);
   asio::awaitable<bool> search(const ip::Command& c, std::size_t first, bool uid);
   asio::awaitable<bool> copy(const ip::Command& c, std::size_t first, bool uid, bool move);
@@ -731,6 +902,14 @@ class Session {
   std::uint32_t uidvalidity_ = 0;
   std::uint32_t uidnext_ = 0;
   std::vector<MessageInfo> msgs_;
+  std::vector<std::uint32_t> saved_;   // SEARCH RETURN (SAVE) result, UIDs ascending (RFC 5182)
+  bool condstore_ = false;             // RFC 7162: MODSEQ in FETCH responses
+  bool qresync_ = false;               // RFC 7162: VANISHED instead of EXPUNGE
+  bool rev2_ = false;                  // ENABLE IMAP4rev2 (RFC 9051 appendix E)
+  std::string pending_;                         // output held back by FETCH for the next send()
+  std::optional<MailboxStatus> fresh_version_;  // the store's version as FETCH last read it
+  std::string seen_box_;                        // sync(): the mailbox version msgs_ was last compared at
+  std::optional<MailboxStatus> seen_version_;
   std::unique_ptr<Subscription> watch_;
   std::weak_ptr<Notifier> notifier_;
 };
@@ -738,7 +917,7 @@ class Session {
 // ---------------------------------------------------------------- FETCH ---
 
 struct FetchItem {
-  enum class Kind { Uid, Flags, InternalDate, Size, Envelope, BodyStructure, Body, Section } kind;
+  enum class Kind { Uid, Flags, InternalDate, Size, Envelope, BodyStructure, Body, Section, ModSeq } kind;
   std::string label;        // as echoed in the response ("BODY[HEADER]<0>")
   std::string section;      // upper-cased section text: "", "HEADER", "TEXT", "HEADER.FIELDS (A B)", "1"
   bool peek = false;
@@ -752,6 +931,7 @@ bool parse_item(const std::string& raw, std::vector<FetchItem>& out) {
   else if (u == "FLAGS") out.push_back({K::Flags, "FLAGS", "", false, {}});
   else if (u == "INTERNALDATE") out.push_back({K::InternalDate, "INTERNALDATE", "", false, {}});
   else if (u == "RFC822.SIZE") out.push_back({K::Size, "RFC822.SIZE", "", false, {}});
+  else if (u == "MODSEQ") out.push_back({K::ModSeq, "MODSEQ", "", false, {}});  // RFC 7162 §3.1.4
   else if (u == "ENVELOPE") out.push_back({K::Envelope, "ENVELOPE", "", false, {}});
   else if (u == "BODYSTRUCTURE") out.push_back({K::BodyStructure, "BODYSTRUCTURE", "", false, {}});
   else if (u == "BODY") out.push_back({K::Body, "BODY", "", false, {}});
@@ -838,10 +1018,35 @@ std::optional<std::string> section_bytes(const std::string& msg, const std::stri
   return std::nullopt;
 }
 
+// FETCH batching: messages per trip to the store, body bytes per trip,
+// and response bytes per write.
+constexpr std::size_t kFetchBatch = 64;
+constexpr std::uint64_t kFetchBatchBytes = 1u << 20;
+constexpr std::size_t kFetchFlush = 64 * 1024;
+
+// Whether the message's bytes are needed: sections and BODY always,
+// ENVELOPE and BODYSTRUCTURE only when the index has no cached string.
+bool needs_content(const std::vector<FetchItem>& items, const MessageInfo& m) {
+  return std::any_of(items.begin(), items.end(), [&m](const FetchItem& i) {
+    using K = FetchItem::Kind;
+    return i.kind == K::Section || i.kind == K::Body || (i.kind == K::Envelope && m.envelope.empty()) ||
+           (i.kind == K::BodyStructure && m.bodystructure.empty());
+  });
+}
+
 asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bool uid) {
-  if (c.args.size() != first + 2) co_return co_await bad(c, "FETCH set items");
-  auto set = ip::SeqSet::parse(c.args[first].text);
-  if (!set) co_return co_await bad(c, "bad sequence set");
+  if (c.args.size() != first + 2 && c.args.size() != first + 3) co_return co_await bad(c, "FETCH set items [(modifiers)]");
+  if (c.args[first].is_list()) co_return co_await bad(c, "bad sequence set");
+  auto picked_or = pick(c.args[first].text, uid);
+  if (!picked_or) co_return co_await bad(c, "bad sequence set");
+  FetchModifiers mods;
+  if (c.args.size() == first + 3) {
+    auto m = parse_fetch_modifiers(c.args[first + 2]);
+    if (!m) co_return co_await bad(c, m.error().detail);
+    // RFC 7162 §3.2.6: VANISHED only in UID FETCH, after ENABLE QRESYNC
+    if (m->vanished && (!uid || !qresync_)) co_return co_await bad(c, "VANISHED needs UID FETCH and QRESYNC");
+    mods = *m;
+  }
   std::vector<FetchItem> items;
   const auto& spec = c.args[first + 1];
   bool ok_items = true;
@@ -851,25 +1056,66 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
     ok_items = parse_item(spec.text, items);
   }
   if (!ok_items || items.empty()) co_return co_await bad(c, "bad FETCH items");
+  const auto has = [&items](FetchItem::Kind k) {
+    return std::any_of(items.begin(), items.end(), [k](const FetchItem& i) { return i.kind == k; });
+  };
+  // MODSEQ and CHANGEDSINCE are CONDSTORE enabling (RFC 7162 §3.1); with
+  // CHANGEDSINCE the MODSEQ item is implied.
+  if (has(FetchItem::Kind::ModSeq) || mods.changed_since) condstore_ = true;
+  if (mods.changed_since && !has(FetchItem::Kind::ModSeq)) items.push_back(FetchItem{FetchItem::Kind::ModSeq, "MODSEQ", "", false, {}});
+  std::vector<std::size_t> picked = std::move(*picked_or);
+  if (mods.changed_since) {
+    bool ok = co_await changed_since(c.args[first].text, uid, *mods.changed_since, mods.vanished, picked);
+    if (!ok) co_return false;
+  }
   if (uid && std::none_of(items.begin(), items.end(), [](const FetchItem& i) { return i.kind == FetchItem::Kind::Uid; }))
     items.insert(items.begin(), FetchItem{FetchItem::Kind::Uid, "UID", "", false, {}});
-  const bool needs_body = std::any_of(items.begin(), items.end(), [](const FetchItem& i) {
-    return i.kind == FetchItem::Kind::Section || i.kind == FetchItem::Kind::Body ||
-           i.kind == FetchItem::Kind::Envelope || i.kind == FetchItem::Kind::BodyStructure;
-  });
   const bool sets_seen = !read_only_ && std::any_of(items.begin(), items.end(), [](const FetchItem& i) {
     return i.kind == FetchItem::Kind::Section && !i.peek;
   });
   auto* st = deps_.store;
   const std::string user = user_, box = box_;
-  for (std::size_t idx : resolve(*set, uid)) {
+  // Bodies come from the store a window at a time (one trip to the blocking
+  // pool per window, not per message) and responses leave in writes of
+  // about kFetchFlush bytes, not one per message.
+  std::vector<std::optional<Result<std::string>>> window;
+  std::size_t win_begin = 0, win_end = 0;
+  std::string out;
+  for (std::size_t k = 0; k < picked.size(); ++k) {
+    const std::size_t idx = picked[k];
+    if (k >= win_end) {
+      std::vector<std::uint32_t> want;
+      std::vector<std::size_t> slot;
+      std::uint64_t bytes = 0;
+      std::size_t j = k;
+      for (; j < picked.size() && j - k < kFetchBatch && bytes < kFetchBatchBytes; ++j) {
+        const MessageInfo& mj = msgs_[picked[j]];
+        if (!needs_content(items, mj)) continue;
+        want.push_back(mj.uid);
+        slot.push_back(j - k);
+        bytes += mj.size;
+      }
+      window.assign(j - k, std::nullopt);
+      win_begin = k;
+      win_end = j;
+      if (!want.empty()) {
+        // The mailbox version rides along, so the sync() after the last
+        // window needs no trip of its own when nothing changed.
+        std::optional<MailboxStatus> ver;
+        auto got = co_await blocking([st, &user, &box, &want, &ver] {
+          auto bodies = st->fetch_many(user, box, want);
+          if (auto v = st->version(user, box); v) ver = *v;
+          return bodies;
+        });
+        fresh_version_ = ver;
+        for (std::size_t w = 0; w < got.size() && w < slot.size(); ++w) window[slot[w]] = std::move(got[w]);
+      }
+    }
     MessageInfo& m = msgs_[idx];
     std::string content;
-    if (needs_body) {
-      const std::uint32_t u = m.uid;
-      auto r = co_await blocking([st, &user, &box, u] { return st->fetch(user, box, u); });
-      if (!r) continue;  // expunged meanwhile: reported by the next sync
-      content = std::move(*r);
+    if (auto& body = window[k - win_begin]; body) {
+      if (!*body) continue;  // expunged meanwhile: reported by the next sync
+      content = std::move(**body);
     }
     if (sets_seen && !(m.flags & kSeen)) {
       FlagUpdate add;
@@ -878,10 +1124,12 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
       const UidRanges one{{m.uid, m.uid}};
       auto r = co_await blocking([st, &user, &box, &one, &add] { return st->store_flags(user, box, one, add); });
       if (r) m.flags |= kSeen;
-      if (std::none_of(items.begin(), items.end(), [](const FetchItem& i) { return i.kind == FetchItem::Kind::Flags; }))
-        items.push_back(FetchItem{FetchItem::Kind::Flags, "FLAGS", "", false, {}});
+      if (r && !r->changed.empty()) m.modseq = r->changed.front().modseq;
+      if (!has(FetchItem::Kind::Flags)) items.push_back(FetchItem{FetchItem::Kind::Flags, "FLAGS", "", false, {}});
+      // the flag change moved its MODSEQ: say so (RFC 7162 §3.2.4)
+      if (condstore_ && !has(FetchItem::Kind::ModSeq)) items.push_back(FetchItem{FetchItem::Kind::ModSeq, "MODSEQ", "", false, {}});
     }
-    std::string out = "* " + std::to_string(idx + 1) + " FETCH (";
+    out += "* " + std::to_string(idx + 1) + " FETCH (";
     bool firstitem = true;
     std::optional<mime::Message> parsed;
     for (const auto& it : items) {
@@ -893,6 +1141,7 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
         case FetchItem::Kind::Flags: out += flags_text(m); break;
         case FetchItem::Kind::InternalDate: out += imap_date(m.internaldate); break;
         case FetchItem::Kind::Size: out += std::to_string(m.size); break;
+        case FetchItem::Kind::ModSeq: out += "(" + std::to_string(m.modseq) + ")"; break;
         case FetchItem::Kind::Envelope:
         case FetchItem::Kind::BodyStructure:
         case FetchItem::Kind::Body: {
@@ -910,6 +1159,12 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
           break;
         }
         case FetchItem::Kind::Section: {
+          if (it.section.empty() && !it.partial) {
+            // BODY[] and RFC822: the stored bytes as they are, no MIME parse.
+            out += "{" + std::to_string(content.size()) + "}\r\n";
+            out += content;
+            break;
+          }
           auto bytes = section_bytes(content, it.section);
           std::string data = bytes ? std::move(*bytes) : std::string();
           if (it.partial) {
@@ -922,109 +1177,179 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
       }
     }
     out += ")\r\n";
-    bool ok = co_await send(std::move(out));
-    if (!ok) co_return false;
+    // Not after the last message: that write goes with the tagged reply.
+    if (out.size() >= kFetchFlush && k + 1 < picked.size()) {
+      bool sent = co_await send(std::move(out));
+      if (!sent) co_return false;
+      out.clear();
+    }
   }
-  bool ok = co_await sync();
+  // The last responses leave in one write with what follows (sync()'s
+  // untagged ones, the tagged OK): a small second write would wait for the
+  // client's delayed ACK (Nagle), about 40 ms for every one-message FETCH.
+  pending_ = std::move(out);
+  bool ok = co_await sync(uid);
   if (!ok) co_return false;
   const std::string done = c.name == "UID" ? "UID FETCH completed" : "FETCH completed";
   co_return co_await tagged(c.tag, "OK", done);
 }
 
+// FETCH (CHANGEDSINCE n [VANISHED]) (RFC 7162 §3.1.4.1, §3.2.6): the view's
+// MODSEQs brought up to date, then only the messages changed after n; with
+// VANISHED, first the UIDs in the set that were expunged after n.
+asio::awaitable<bool> Session::changed_since(const std::string& set, bool uid, std::uint64_t since, bool vanished,
+                                             std::vector<std::size_t>& picked) {
+  bool ok = co_await sync(uid);
+  if (!ok) co_return false;
+  picked = pick(set, uid).value_or(std::vector<std::size_t>{});  // the view may have shrunk
+  std::erase_if(picked, [this, since](std::size_t i) { return msgs_[i].modseq <= since; });
+  if (!vanished) co_return true;
+  auto* st = deps_.store;
+  const std::string user = user_, box = box_;
+  auto ch = co_await blocking([st, &user, &box, since] { return st->changes_since(user, box, since); });
+  if (!ch) co_return true;  // nothing known to report; the FETCH itself goes on
+  auto ranges = ip::SeqSet::parse(set);
+  if (!ranges) co_return true;  // "$": only known messages, none of them vanished
+  const std::uint32_t star = std::max(msgs_.empty() ? 0u : msgs_.back().uid, ch->vanished.empty() ? 0u : ch->vanished.back());
+  const auto resolved = ranges->resolve(star);
+  std::vector<std::uint32_t> gone;
+  for (auto u : ch->vanished)
+    if (ip::contains(resolved, u)) gone.push_back(u);
+  const std::string text = vanished_response(gone, true);
+  if (text.empty()) co_return true;
+  co_return co_await send(text);
+}
+
 // ---------------------------------------------------------------- STORE ---
 
+// STORE / UID STORE, with CONDSTORE's (UNCHANGEDSINCE n): messages changed
+// after n are left alone and named in [MODIFIED ...] (RFC 7162 §3.1.3).
 asio::awaitable<bool> Session::store(const ip::Command& c, std::size_t first, bool uid) {
-  if (c.args.size() != first + 3) co_return co_await bad(c, "STORE set item flags");
+  const bool conditional = c.args.size() == first + 4;
+  if (c.args.size() != first + 3 && !conditional) co_return co_await bad(c, "STORE set [(UNCHANGEDSINCE n)] item flags");
   if (read_only_) co_return co_await tagged(c.tag, "NO", "[READ-ONLY] mailbox is read-only");
-  auto set = ip::SeqSet::parse(c.args[first].text);
-  if (!set) co_return co_await bad(c, "bad sequence set");
-  std::string item = upper(c.args[first + 1].text);
+  if (c.args[first].is_list()) co_return co_await bad(c, "bad sequence set");
+  auto picked = pick(c.args[first].text, uid);
+  if (!picked) co_return co_await bad(c, "bad sequence set");
+  FlagUpdate up;
+  std::size_t at = first + 1;
+  if (conditional) {
+    auto since = parse_store_modifiers(c.args[at++]);
+    if (!since) co_return co_await bad(c, since.error().detail);
+    up.unchanged_since = *since;
+    condstore_ = true;
+  }
+  std::string item = c.args[at].is_list() ? std::string() : upper(c.args[at].text);
   const bool silent = item.ends_with(".SILENT");
   if (silent) item.resize(item.size() - 7);
-  FlagUpdate up;
   if (item == "FLAGS") up.mode = FlagUpdate::Mode::Replace;
   else if (item == "+FLAGS") up.mode = FlagUpdate::Mode::Add;
   else if (item == "-FLAGS") up.mode = FlagUpdate::Mode::Remove;
   else co_return co_await bad(c, "bad STORE item");
-  const auto& fl = c.args[first + 2];
+  const auto& fl = c.args[at + 1];
   std::vector<ip::Arg> flags = fl.is_list() ? fl.list : std::vector<ip::Arg>{fl};
   for (const auto& f : flags)
     if (f.is_list() || !parse_flag(f.text, up.flags, up.keywords)) co_return co_await bad(c, "bad flag");
   UidRanges uids;
-  for (std::size_t i : resolve(*set, uid)) uids.emplace_back(msgs_[i].uid, msgs_[i].uid);
+  for (std::size_t i : *picked) uids.emplace_back(msgs_[i].uid, msgs_[i].uid);
   auto* st = deps_.store;
   const std::string user = user_, box = box_;
+  std::vector<std::uint32_t> modified;
   if (!uids.empty()) {
     auto r = co_await blocking([st, &user, &box, &uids, &up] { return st->store_flags(user, box, uids, up); });
     if (!r) co_return co_await no_from(c, r.error());
+    modified = r->modified;
+    std::string out;
     if (silent) {
       // Our own change is not echoed; other sessions learn of it in sync().
+      // With CONDSTORE the new MODSEQ still is (RFC 7162 §3.1.3).
       for (const auto& ch : r->changed)
-        for (auto& m : msgs_)
-          if (m.uid == ch.uid) m = ch;
+        for (std::size_t i = 0; i < msgs_.size(); ++i) {
+          if (msgs_[i].uid != ch.uid) continue;
+          msgs_[i] = ch;
+          if (condstore_)
+            out += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(ch.uid) + modseq_text(ch) + ")\r\n";
+        }
+    }
+    if (!out.empty()) {
+      bool sent = co_await send(std::move(out));
+      if (!sent) co_return false;
     }
   }
-  bool ok = co_await sync();
+  bool ok = co_await sync(uid);
   if (!ok) co_return false;
-  co_return co_await tagged(c.tag, "OK", "STORE completed");
+  if (modified.empty()) co_return co_await tagged(c.tag, "OK", "STORE completed");
+  // [MODIFIED set]: UIDs for UID STORE, else sequence numbers
+  std::vector<std::uint32_t> ids;
+  for (std::size_t i = 0; i < msgs_.size(); ++i)
+    if (std::binary_search(modified.begin(), modified.end(), msgs_[i].uid)) ids.push_back(uid ? msgs_[i].uid : std::uint32_t(i + 1));
+  co_return co_await tagged(c.tag, "OK", "[MODIFIED " + ip::format_compact(ids) + "] conditional STORE failed");
 }
 
 // --------------------------------------------------------------- SEARCH ---
 
+// SEARCH / UID SEARCH (search.hpp); ESEARCH form with RETURN or IMAP4rev2.
 asio::awaitable<bool> Session::search(const ip::Command& c, std::size_t first, bool uid) {
-  // A conjunction of simple keys; enough for what clients send most.
-  std::vector<bool> hit(msgs_.size(), true);
-  std::size_t i = first;
-  if (i + 1 < c.args.size() && upper(c.args[i].text) == "CHARSET") i += 2;
-  for (; i < c.args.size(); ++i) {
-    const auto& a = c.args[i];
-    const std::string k = a.is_list() ? std::string("(") : upper(a.text);
-    std::function<bool(const MessageInfo&, std::size_t)> pred;
-    if (k == "ALL") pred = [](const MessageInfo&, std::size_t) { return true; };
-    else if (k == "SEEN") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kSeen) != 0; };
-    else if (k == "UNSEEN") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kSeen) == 0; };
-    else if (k == "DELETED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kDeleted) != 0; };
-    else if (k == "UNDELETED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kDeleted) == 0; };
-    else if (k == "FLAGGED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kFlagged) != 0; };
-    else if (k == "UNFLAGGED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kFlagged) == 0; };
-    else if (k == "ANSWERED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kAnswered) != 0; };
-    else if (k == "UNANSWERED") pred = [](const MessageInfo& m, std::size_t) { return (m.flags & kAnswered) == 0; };
-    else if ((k == "LARGER" || k == "SMALLER") && i + 1 < c.args.size()) {
-      const std::uint64_t n = std::strtoull(c.args[++i].text.c_str(), nullptr, 10);
-      const bool larger = k == "LARGER";
-      pred = [n, larger](const MessageInfo& m, std::size_t) { return larger ? m.size > n : m.size < n; };
-    } else if (k == "UID" && i + 1 < c.args.size()) {
-      auto s = ip::SeqSet::parse(c.args[++i].text);
-      if (!s) co_return co_await bad(c, "bad UID set");
-      const auto r = s->resolve(msgs_.empty() ? 0 : msgs_.back().uid);
-      pred = [r](const MessageInfo& m, std::size_t) { return ip::contains(r, m.uid); };
-    } else if (auto s = ip::SeqSet::parse(k); s) {
-      const auto r = s->resolve(std::uint32_t(msgs_.size()));
-      pred = [r](const MessageInfo&, std::size_t idx) { return ip::contains(r, std::uint32_t(idx + 1)); };
-    } else {
-      co_return co_await bad(c, "unsupported SEARCH key");
-    }
-    for (std::size_t m = 0; m < msgs_.size(); ++m) hit[m] = hit[m] && pred(msgs_[m], m);
+  const SearchScope scope{std::uint32_t(msgs_.size()), msgs_.empty() ? 0 : msgs_.back().uid, &saved_};
+  auto parsed = Search::parse(c.args, first, scope);
+  if (!parsed) {
+    if (parsed.error().code == Errc::NotImplemented)
+      co_return co_await tagged(c.tag, "NO", "[BADCHARSET (UTF-8 US-ASCII)] " + parsed.error().detail);
+    co_return co_await bad(c, parsed.error().detail);
   }
-  std::string out = "* SEARCH";
-  for (std::size_t m = 0; m < msgs_.size(); ++m)
-    if (hit[m]) out += " " + std::to_string(uid ? msgs_[m].uid : m + 1);
-  bool ok = co_await send(out + "\r\n");
+  Search query = std::move(*parsed);
+  if (rev2_) query.force_esearch();  // RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
+  if (query.uses_modseq()) condstore_ = true;
+  bool ok = co_await sync(uid);
   if (!ok) co_return false;
-  co_return co_await tagged(c.tag, "OK", "SEARCH completed");
+  std::vector<bool> hit(msgs_.size(), false);
+  if (query.needs_content()) {
+    // Text and Date: keys read the messages, on the blocking pool.
+    auto* st = deps_.store;
+    const std::string user = user_, box = box_;
+    const std::vector<MessageInfo>* msgs = &msgs_;
+    const Search* q = &query;
+    hit = co_await blocking([st, &user, &box, msgs, q] {
+      std::vector<bool> h(msgs->size(), false);
+      for (std::size_t i = 0; i < msgs->size(); ++i) {
+        auto content = st->fetch(user, box, (*msgs)[i].uid);
+        if (!content) continue;
+        const auto message = mime::parse(*content);
+        h[i] = q->matches((*msgs)[i], std::uint32_t(i + 1), &message, *content);
+      }
+      return h;
+    });
+  } else {
+    for (std::size_t i = 0; i < msgs_.size(); ++i) hit[i] = query.matches(msgs_[i], std::uint32_t(i + 1), nullptr, {});
+  }
+  std::vector<std::uint32_t> numbers, hit_uids;
+  std::uint64_t top = 0;
+  for (std::size_t i = 0; i < msgs_.size(); ++i) {
+    if (!hit[i]) continue;
+    numbers.push_back(uid ? msgs_[i].uid : std::uint32_t(i + 1));
+    hit_uids.push_back(msgs_[i].uid);
+    top = std::max(top, msgs_[i].modseq);
+  }
+  const auto& ret = query.ret();
+  if (ret.save) saved_ = saved_result(ret, hit_uids);
+  const std::optional<std::uint64_t> modseq = query.uses_modseq() ? std::optional<std::uint64_t>(top) : std::nullopt;
+  std::string out = ret.esearch ? esearch_response(c.tag, uid, ret, numbers, modseq) : search_response(numbers, modseq);
+  out += c.tag + " OK " + (uid ? "UID SEARCH" : "SEARCH") + " completed\r\n";
+  co_return co_await send(std::move(out));
 }
 
 // ----------------------------------------------------------- COPY/MOVE ---
 
 asio::awaitable<bool> Session::copy(const ip::Command& c, std::size_t first, bool uid, bool move) {
   if (c.args.size() != first + 2) co_return co_await bad(c, "COPY set mailbox");
-  auto set = ip::SeqSet::parse(c.args[first].text);
-  if (!set) co_return co_await bad(c, "bad sequence set");
+  if (c.args[first].is_list()) co_return co_await bad(c, "bad sequence set");
+  auto picked = pick(c.args[first].text, uid);
+  if (!picked) co_return co_await bad(c, "bad sequence set");
   auto dest = mailbox_arg(c.args[first + 1]);
   if (!dest) co_return co_await bad(c, "bad mailbox name");
   if (move && read_only_) co_return co_await tagged(c.tag, "NO", "[READ-ONLY] mailbox is read-only");
   UidRanges uids;
-  for (std::size_t i : resolve(*set, uid)) uids.emplace_back(msgs_[i].uid, msgs_[i].uid);
+  for (std::size_t i : *picked) uids.emplace_back(msgs_[i].uid, msgs_[i].uid);
   if (uids.empty()) co_return co_await tagged(c.tag, "OK", "nothing to do");
   auto* st = deps_.store;
   const std::string user = user_, box = box_, to = *dest;

@@ -23,6 +23,7 @@ ParserOptions options() {
   o.max_depth = 8;
   o.max_args = 200;
   o.max_raw_line = 512;
+  o.max_nonsync = 1024;  // LITERAL-: larger "{n+}" up to max_append are skipped with BAD [TOOBIG]
   return o;
 }
 

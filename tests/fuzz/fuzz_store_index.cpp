@@ -20,7 +20,8 @@ bool same(const Record& a, const Record& b) {
          a.header.modseq == b.header.modseq && a.msg.uid == b.msg.uid && a.msg.modseq == b.msg.modseq &&
          a.msg.internaldate == b.msg.internaldate && a.msg.size == b.msg.size && a.msg.guid == b.msg.guid &&
          a.msg.flags == b.msg.flags && a.msg.keywords == b.msg.keywords && a.msg.envelope == b.msg.envelope &&
-         a.msg.bodystructure == b.msg.bodystructure && a.modseq == b.modseq && a.uids == b.uids;
+         a.msg.bodystructure == b.msg.bodystructure && a.msg.pack == b.msg.pack &&
+         a.msg.pack_offset == b.msg.pack_offset && a.modseq == b.modseq && a.uids == b.uids;
 }
 
 void put_u32(std::string& out, std::uint32_t v) {

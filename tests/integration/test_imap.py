@@ -1,4 +1,4 @@
-"""IMAP (issue 5; RFC 3501 with LITERAL+, IDLE, UIDPLUS, MOVE, UNSELECT,
+"""IMAP (issue 5; RFC 3501 with LITERAL-, IDLE, UIDPLUS, MOVE, UNSELECT,
 NAMESPACE, ID, ENABLE, SASL-IR, SPECIAL-USE, CHILDREN; STARTTLS and
 implicit TLS) against the real moatd with Python's imaplib, curl's imap://
 URLs and fetchmail; several sessions, a POP3 session and deliveries on one

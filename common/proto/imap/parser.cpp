@@ -216,6 +216,14 @@ Event Parser::handle_segment(std::string_view seg) {
   // may be up to max_append, every other literal up to max_literal.
   const bool message = name_ == "APPEND" && stack_.size() == 1;
   const std::uint64_t limit = message ? opt_.max_append : opt_.max_literal;
+  if (!sync && lit > opt_.max_nonsync && lit <= std::max(limit, opt_.max_nonsync)) {
+    // LITERAL- (RFC 7888 §4): the bytes are on their way; skip them and
+    // answer BAD [TOOBIG] so the client can retry with "{n}".
+    state_ = State::DiscardLiteral;
+    literal_left_ = lit;
+    return fail("non-synchronizing literal over " + std::to_string(opt_.max_nonsync) + " bytes", false,
+                Event::Reply::BadTooBig);
+  }
   if (lit > limit) {
     if (!sync) return fail("literal too big", true);
     return fail(message ? "message too big" : "literal too big", false,

@@ -1,7 +1,8 @@
 // Sans-I/O IMAP command parser, server side: tagged command lines with
 // atoms, quoted strings, literals and parenthesised lists (RFC 9051 §4, §9;
 // RFC 3501 §9), synchronizing and non-synchronizing literals (RFC 7888
-// LITERAL+/LITERAL-). Limits are checked before any continuation is sent.
+// LITERAL-: non-synchronizing ones up to 4096 bytes). Limits are checked
+// before any continuation is sent.
 // The session feeds bytes in and pulls events out; nothing here does I/O.
 #pragma once
 
@@ -42,6 +43,7 @@ struct ParserOptions {
   std::size_t max_depth = 32;                 // parenthesis nesting (SEARCH, FETCH, APPEND flags)
   std::size_t max_args = 10000;               // arguments in one command, nested ones included
   std::size_t max_raw_line = 16 * 1024;       // AUTHENTICATE responses and IDLE's DONE
+  std::uint64_t max_nonsync = 4096;           // "{n+}" literals (RFC 7888 §4 LITERAL-); larger: BAD [TOOBIG]
 };
 
 struct Event {
@@ -52,7 +54,9 @@ struct Event {
     Error,      // the command was rejected and skipped
     RawLine,    // after expect_raw_line(): the line without its CRLF
   };
-  enum class Reply : std::uint8_t { Bad, TooBig };  // Error: "tag BAD" / "tag NO [TOOBIG]"
+  // Error: "tag BAD" / "tag NO [TOOBIG]" (APPEND over the size limit) /
+  // "tag BAD [TOOBIG]" (a non-synchronizing literal over 4096 bytes, RFC 7888 §4)
+  enum class Reply : std::uint8_t { Bad, TooBig, BadTooBig };
   Kind kind = Kind::NeedMore;
   Command command;     // Command
   std::string tag;     // Error: the tag if one was read, else "" (reply "* BAD")
@@ -75,7 +79,9 @@ struct Event {
 //
 // A literal over its limit is refused before any continuation ("{n}") or
 // is fatal ("{n+}": the client sends it anyway and it cannot be skipped
-// safely without reading it).
+// safely without reading it). A "{n+}" over max_nonsync but within what
+// may be skipped (max_append) is read and dropped, and the command gets
+// BAD [TOOBIG] (LITERAL-).
 class Parser {
  public:
   explicit Parser(ParserOptions options = {});

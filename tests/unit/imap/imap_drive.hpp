@@ -1,6 +1,6 @@
 // Test helper: drives an imap::Parser over an input split into pieces of a
 // given size and records events in a comparable text form:
-//   "CMD tag NAME args", "+" (continuation), "ERR tag BAD|TOOBIG[ FATAL]",
+//   "CMD tag NAME args", "+" (continuation), "ERR tag BAD|TOOBIG|BAD TOOBIG[ FATAL]",
 //   "RAW line". Arguments: atoms as-is, "q" for quoted, {n}bytes for
 //   literals, (..) for lists.
 #pragma once
@@ -37,7 +37,10 @@ inline std::string show(const Event& e) {
     case Event::Kind::Continue: return "+";
     case Event::Kind::Error:
       return "ERR " + (e.tag.empty() ? std::string("*") : e.tag) +
-             (e.reply == Event::Reply::TooBig ? " TOOBIG" : " BAD") + (e.fatal ? " FATAL" : "");
+             (e.reply == Event::Reply::TooBig      ? " TOOBIG"
+              : e.reply == Event::Reply::BadTooBig ? " BAD TOOBIG"
+                                                   : " BAD") +
+             (e.fatal ? " FATAL" : "");
     case Event::Kind::RawLine: return "RAW " + e.text;
     case Event::Kind::NeedMore: break;
   }
@@ -75,6 +78,26 @@ inline Evs drive_all_splits(std::string_view input, ParserOptions opt = {}, std:
     const Evs split = drive(input, step, opt, raw_after);
     if (split != whole) return Evs{"SPLIT MISMATCH at step " + std::to_string(step)};
   }
+  return whole;
+}
+
+// One command line parsed byte by byte and whole (the two must agree);
+// the command, or an empty one (name "") if it did not parse.
+inline Command parse_one(std::string_view line, ParserOptions opt = {}) {
+  Command whole, bytewise;
+  for (std::size_t step : {line.size(), std::size_t(1)}) {
+    Parser p(opt);
+    Command got;
+    for (std::size_t i = 0; i < line.size(); i += step) {
+      p.feed(line.substr(i, step));
+      for (Event e = p.next(); e.kind != Event::Kind::NeedMore; e = p.next())
+        if (e.kind == Event::Kind::Command) got = e.command;
+    }
+    (step == 1 ? bytewise : whole) = got;
+  }
+  if (show(Event{Event::Kind::Command, whole, {}, {}, {}, false}) !=
+      show(Event{Event::Kind::Command, bytewise, {}, {}, {}, false}))
+    return Command{"", "SPLIT MISMATCH", {}};
   return whole;
 }
 

@@ -46,7 +46,7 @@ TEST_CASE("synchronizing literal: continuation, then the bytes", "[imap]") {
   CHECK(drive_all_splits("a X {0}\r\n\r\n") == Evs{"+", "CMD a X {0}"});
 }
 
-TEST_CASE("non-synchronizing literal (LITERAL+) has no continuation", "[imap]") {
+TEST_CASE("non-synchronizing literal (LITERAL-) has no continuation", "[imap]") {
   CHECK(drive_all_splits("a APPEND INBOX {5+}\r\nhello\r\nb NOOP\r\n") ==
         Evs{"CMD a APPEND INBOX {5}hello", "CMD b NOOP"});
   // literal inside a list, then more arguments
