@@ -10,9 +10,17 @@ namespace moat {
 
 constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
 
+constexpr char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? char(c - 'a' + 'A') : c; }
+
 inline std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = ascii_lower(c);
+  return out;
+}
+
+inline std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = ascii_upper(c);
   return out;
 }
 

@@ -3,6 +3,7 @@
 
 #include "common/blocking.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 namespace moat::gateway {
 
@@ -30,8 +31,7 @@ std::optional<quarantine::ListKind> SenderLists::lookup(std::string_view domain)
     std::lock_guard lock(mu_);
     lists = lists_;
   }
-  std::string d(domain);
-  for (auto& c : d) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string d = lower(domain);
   std::string_view rest = d;
   while (!rest.empty()) {
     if (auto it = lists->find(rest); it != lists->end()) return it->second;

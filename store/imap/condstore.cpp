@@ -1,5 +1,6 @@
 // See condstore.hpp (RFC 7162 §3.1.2, §3.1.3, §3.1.4, §3.2.5, §3.2.6, §3.2.10).
 #include "store/imap/condstore.hpp"
+#include "common/text.hpp"
 
 #include <cctype>
 
@@ -7,12 +8,6 @@ namespace moat::store::imap {
 namespace {
 
 namespace ip = proto::imap;
-
-std::string upper(const std::string& s) {
-  std::string u = s;
-  for (auto& c : u) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return u;
-}
 
 Error bad(std::string text) { return Error{Errc::ParamSyntax, std::move(text)}; }
 

@@ -1,6 +1,7 @@
 // See list.hpp (RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 3348
 // CHILDREN, RFC 6154 SPECIAL-USE, RFC 9051 §6.3.9 and appendix E).
 #include "store/imap/list.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -11,12 +12,6 @@ namespace moat::store::imap {
 namespace {
 
 namespace ip = proto::imap;
-
-std::string upper(std::string_view s) {
-  std::string u(s);
-  for (auto& c : u) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return u;
-}
 
 bool match_exact(std::string_view pat, std::string_view name) {
   if (pat.empty()) return name.empty();

@@ -3,6 +3,7 @@
 // asks at least) against RFC 2047-decoded header values and the decoded
 // text of the message's text parts.
 #include "store/imap/search.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -17,12 +18,6 @@ namespace {
 
 namespace ip = proto::imap;
 using K = SearchKey::Kind;
-
-std::string upper(std::string_view s) {
-  std::string u(s);
-  for (auto& c : u) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return u;
-}
 
 bool icontains(std::string_view hay, std::string_view needle) {
   if (needle.empty()) return true;

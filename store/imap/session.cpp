@@ -14,6 +14,7 @@
 // FETCH FLAGS; it runs on NOOP, IDLE wake-ups and after every command that
 // may see other sessions' changes.
 #include "store/imap/session.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -52,11 +53,6 @@ namespace {
 
 constexpr std::size_t kRead = 16 * 1024;
 constexpr std::size_t kReadIdle = 1024;  // between commands: most command lines fit
-
-std::string upper(std::string s) {
-  for (auto& c : s) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 std::string flags_text(const MessageInfo& m) {
   std::string s = "(";
