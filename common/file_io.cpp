@@ -15,6 +15,18 @@ Error file_error(std::string_view what, int err) {
                std::string(what) + ": " + std::strerror(err)};
 }
 
+Result<std::string> read_all(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return file_error("read", errno);
+    if (n == 0) return out;
+    out.append(buf, std::size_t(n));
+  }
+}
+
 Status write_all(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());

@@ -13,6 +13,7 @@ namespace moat {
 
 Error file_error(std::string_view what, int err);           // err: an errno value
 Status write_all(int fd, std::string_view data);
+Result<std::string> read_all(int fd);  // to end of file; EINTR retried; does not close fd
 Status fsync_dir(const std::filesystem::path& dir);
 
 }  // namespace moat

@@ -244,20 +244,9 @@ Result<std::string> Store::read(std::string_view id) {
     if (errno == ENOENT) return Error{Errc::NotFound, std::string(id) + ": not in quarantine"};
     return io_error("open " + p.string(), errno);
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return io_error("read " + p.string(), e);
-    }
-    if (n == 0) break;
-    out.append(buf, std::size_t(n));
-  }
+  auto out = read_all(fd);
   ::close(fd);
+  if (!out) return Error{out.error().code, p.string() + ": " + out.error().detail};
   return out;
 }
 

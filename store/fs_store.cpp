@@ -88,20 +88,9 @@ Result<std::string> read_file(const fs::path& path) {
     if (errno == ENOENT) return Error{Errc::NotFound, path.string()};
     return io_error("open " + path.string(), errno);
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return io_error("read " + path.string(), e);
-    }
-    if (n == 0) break;
-    out.append(buf, std::size_t(n));
-  }
+  auto out = read_all(fd);
   ::close(fd);
+  if (!out) return Error{out.error().code, path.string() + ": " + out.error().detail};
   return out;
 }
 
