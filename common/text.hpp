@@ -24,6 +24,14 @@ inline std::string upper(std::string_view s) {
   return out;
 }
 
+// A domain in the form it is compared and cached in: lower case, without the
+// root's trailing dot.
+inline std::string domain_key(std::string_view s) {
+  std::string out = lower(s);
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
 constexpr bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)

@@ -1,5 +1,6 @@
 // See callout.hpp. The probe itself is SmtpTransport::probe_recipient, so
 // routing, TLS policy and deadlines are those of real deliveries.
+#include "common/text.hpp"
 #include "gateway/callout.hpp"
 
 #include <cctype>
@@ -66,8 +67,7 @@ CalloutVerifier::CalloutVerifier(asio::any_io_executor ex, dns::Resolver& resolv
       cache_(opts.cache_size) {}
 
 asio::awaitable<Result<bool>> CalloutVerifier::verify(const config::RelayDomain& dom, const std::string& address) {
-  std::string key = address;
-  for (auto& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string key = lower(address);
   if (auto hit = cache_.get(key)) {
     counters().hits.inc();
     co_return *hit;

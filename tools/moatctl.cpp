@@ -11,8 +11,24 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 
 #include "tools/moatctl.hpp"
+
+namespace moat::ctl {
+
+int Complaint::usage(std::string_view why) const {
+  if (!why.empty()) std::cerr << "moatctl " << name << ": " << why << "\n";
+  std::cerr << usage_text;
+  return 2;
+}
+
+int Complaint::failed(const Error& e) const {
+  std::cerr << "moatctl " << name << ": " << e.detail << "\n";
+  return 1;
+}
+
+}  // namespace moat::ctl
 
 namespace {
 

@@ -4,7 +4,10 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "common/error.hpp"
 
 namespace moat::ctl {
 
@@ -26,6 +29,15 @@ int alias_cmd(const Context& ctx, const Args& args);    // moatctl alias add|del
 int mailbox_cmd(const Context& ctx, const Args& args);  // moatctl mailbox list|messages|fetch|append|expunge|...
 int quarantine_cmd(const Context& ctx, const Args& args);  // moatctl quarantine list|show|release|delete|...
 int learn_cmd(const Context& ctx, const std::string& word, const Args& args);  // moatctl learn|unlearn|bayes
+
+// How a subcommand complains: "moatctl NAME: why" and its usage text
+// (exit code 2), or "moatctl NAME: error" (exit code 1).
+struct Complaint {
+  const char* name;
+  const char* usage_text;
+  int usage(std::string_view why = {}) const;
+  int failed(const Error& e) const;
+};
 
 // One request line to moatd's control socket; false when nothing answers.
 bool ask(const std::filesystem::path& sock_path, const std::string& line, std::string& reply);

@@ -16,41 +16,32 @@ constexpr const char* kUsage =
     "       moatctl alias list\n"
     "       moatctl alias resolve ADDRESS      (the users mail to ADDRESS reaches)\n";
 
-int usage(std::string_view why = {}) {
-  if (!why.empty()) std::cerr << "moatctl alias: " << why << "\n";
-  std::cerr << kUsage;
-  return 2;
-}
-
-int failed(const Error& e) {
-  std::cerr << "moatctl alias: " << e.detail << "\n";
-  return 1;
-}
+constexpr Complaint kSay{"alias", kUsage};
 
 }  // namespace
 
 int alias_cmd(const Context& ctx, const Args& args) {
-  if (args.empty()) return usage();
+  if (args.empty()) return kSay.usage();
   const std::string& verb = args[0];
   bool ok_args = (verb == "list" && args.size() == 1) || (verb == "add" && args.size() == 3) ||
                  (verb == "del" && (args.size() == 2 || args.size() == 3)) || (verb == "resolve" && args.size() == 2);
-  if (!ok_args) return usage();
+  if (!ok_args) return kSay.usage();
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return failed(cfg.error());
+  if (!cfg) return kSay.failed(cfg.error());
   auto db = directory::UserDb::open((*cfg)->db_path());
-  if (!db) return failed(db.error());
+  if (!db) return kSay.failed(db.error());
   if (verb == "add") {
-    if (auto st = (*db)->add_alias(args[1], args[2]); !st) return failed(st.error());
+    if (auto st = (*db)->add_alias(args[1], args[2]); !st) return kSay.failed(st.error());
     return 0;
   }
   if (verb == "del") {
     if (auto st = (*db)->remove_alias(args[1], args.size() == 3 ? args[2] : std::string()); !st)
-      return failed(st.error());
+      return kSay.failed(st.error());
     return 0;
   }
   if (verb == "resolve") {
     auto users = (*db)->resolve(args[1]);
-    if (!users) return failed(users.error());
+    if (!users) return kSay.failed(users.error());
     if (users->empty()) {
       std::cerr << "moatctl alias: " << args[1] << ": unknown recipient\n";
       return 1;
@@ -59,7 +50,7 @@ int alias_cmd(const Context& ctx, const Args& args) {
     return 0;
   }
   auto list = (*db)->aliases();
-  if (!list) return failed(list.error());
+  if (!list) return kSay.failed(list.error());
   for (const auto& a : *list) std::printf("%s\t%s\n", a.address.c_str(), a.target.c_str());
   return 0;
 }

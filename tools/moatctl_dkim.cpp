@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/text.hpp"
 #include "filters/dkim/key.hpp"
 #include "tools/moatctl.hpp"
 
@@ -55,8 +56,7 @@ int keygen(const Context& ctx, const Args& args) {
     else if (args[i] == "--bits") bits = unsigned(std::strtoul(args[++i].c_str(), nullptr, 10));
     else return usage();
   }
-  for (auto& c : domain) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (!domain.empty() && domain.back() == '.') domain.pop_back();
+  domain = domain_key(domain);
   if (!config::is_domain_name(domain)) {
     std::fprintf(stderr, "moatctl: \"%s\" is not a domain name\n", args[1].c_str());
     return 2;

@@ -16,41 +16,32 @@ constexpr const char* kUsage =
     "       moatctl domain del DOMAIN\n"
     "       moatctl domain list            (database and config file)\n";
 
-int usage(std::string_view why = {}) {
-  if (!why.empty()) std::cerr << "moatctl domain: " << why << "\n";
-  std::cerr << kUsage;
-  return 2;
-}
-
-int failed(const Error& e) {
-  std::cerr << "moatctl domain: " << e.detail << "\n";
-  return 1;
-}
+constexpr Complaint kSay{"domain", kUsage};
 
 }  // namespace
 
 int domain_cmd(const Context& ctx, const Args& args) {
-  if (args.empty()) return usage();
+  if (args.empty()) return kSay.usage();
   const std::string& verb = args[0];
-  if (verb == "list" ? args.size() != 1 : args.size() != 2) return usage();
-  if (verb != "list" && verb != "add" && verb != "del") return usage("unknown command: " + verb);
+  if (verb == "list" ? args.size() != 1 : args.size() != 2) return kSay.usage();
+  if (verb != "list" && verb != "add" && verb != "del") return kSay.usage("unknown command: " + verb);
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return failed(cfg.error());
-  if (verb != "list" && !config::is_domain_name(args[1])) return usage("not a domain name: " + args[1]);
+  if (!cfg) return kSay.failed(cfg.error());
+  if (verb != "list" && !config::is_domain_name(args[1])) return kSay.usage("not a domain name: " + args[1]);
   if (verb == "add" && (*cfg)->relay_domain(args[1]))
-    return failed({Errc::Invalid, args[1] + " is a relay domain in " + (*cfg)->source.string()});
+    return kSay.failed({Errc::Invalid, args[1] + " is a relay domain in " + (*cfg)->source.string()});
   auto db = directory::UserDb::open((*cfg)->db_path());
-  if (!db) return failed(db.error());
+  if (!db) return kSay.failed(db.error());
   if (verb == "add") {
-    if (auto st = (*db)->add_domain(args[1]); !st) return failed(st.error());
+    if (auto st = (*db)->add_domain(args[1]); !st) return kSay.failed(st.error());
     return 0;
   }
   if (verb == "del") {
-    if (auto st = (*db)->remove_domain(args[1]); !st) return failed(st.error());
+    if (auto st = (*db)->remove_domain(args[1]); !st) return kSay.failed(st.error());
     return 0;
   }
   auto list = (*db)->domains();
-  if (!list) return failed(list.error());
+  if (!list) return kSay.failed(list.error());
   for (const auto& d : (*cfg)->local.domains) std::printf("%s\tconfig\n", d.c_str());
   for (const auto& d : *list) std::printf("%s\tdatabase\n", d.c_str());
   return 0;

@@ -29,16 +29,7 @@ constexpr const char* kUsage =
     "       moatctl mailbox compact                     (rewrite indexes, free unused bodies)\n"
     "       moatctl mailbox usage                       (bytes of message bodies on disk)\n";
 
-int usage(std::string_view why = {}) {
-  if (!why.empty()) std::cerr << "moatctl mailbox: " << why << "\n";
-  std::cerr << kUsage;
-  return 2;
-}
-
-int failed(const Error& e) {
-  std::cerr << "moatctl mailbox: " << e.detail << "\n";
-  return 1;
-}
+constexpr Complaint kSay{"mailbox", kUsage};
 
 std::optional<std::uint32_t> parse_uid(std::string_view s) {
   if (s == "*") return UINT32_MAX;
@@ -88,12 +79,12 @@ std::string iso_time(std::int64_t t) {
 
 int list_cmd(store::FsStore& st, const std::string& user) {
   auto boxes = st.list(user);
-  if (!boxes) return failed(boxes.error());
+  if (!boxes) return kSay.failed(boxes.error());
   std::printf("%-24s %-9s %8s %8s %12s %12s %8s\n", "MAILBOX", "USE", "MESSAGES", "UNSEEN", "BYTES", "UIDVALIDITY",
               "UIDNEXT");
   for (const auto& b : *boxes) {
     auto s = st.status(user, b.name);
-    if (!s) return failed(s.error());
+    if (!s) return kSay.failed(s.error());
     auto use = store::special_use_name(b.special_use);
     std::printf("%-24s %-9s %8u %8u %12llu %12u %8u\n", b.name.c_str(), use.empty() ? "-" : std::string(use).c_str(),
                 s->messages, s->unseen, static_cast<unsigned long long>(s->size), s->uidvalidity, s->uidnext);
@@ -103,7 +94,7 @@ int list_cmd(store::FsStore& st, const std::string& user) {
 
 int messages_cmd(store::FsStore& st, const std::string& user, const std::string& box) {
   auto msgs = st.messages(user, box);
-  if (!msgs) return failed(msgs.error());
+  if (!msgs) return kSay.failed(msgs.error());
   std::printf("%-8s %-10s %-20s %-32s %s\n", "UID", "SIZE", "INTERNALDATE", "GUID", "FLAGS");
   for (const auto& m : *msgs)
     std::printf("%-8u %-10llu %-20s %-32s %s\n", m.uid, static_cast<unsigned long long>(m.size),
@@ -113,9 +104,9 @@ int messages_cmd(store::FsStore& st, const std::string& user, const std::string&
 
 int fetch_cmd(store::FsStore& st, const Args& args) {
   auto uid = parse_uid(args[3]);
-  if (!uid || *uid == UINT32_MAX) return usage("bad UID: " + args[3]);
+  if (!uid || *uid == UINT32_MAX) return kSay.usage("bad UID: " + args[3]);
   auto bytes = st.fetch(args[1], args[2], *uid);
-  if (!bytes) return failed(bytes.error());
+  if (!bytes) return kSay.failed(bytes.error());
   std::fwrite(bytes->data(), 1, bytes->size(), stdout);
   return 0;
 }
@@ -132,21 +123,21 @@ int append_cmd(store::FsStore& st, const Args& args) {
   store::AppendRequest req;
   req.content = msg;
   auto uid = st.append(args[1], args[2], req);
-  if (!uid) return failed(uid.error());
+  if (!uid) return kSay.failed(uid.error());
   std::printf("%u\n", *uid);
   return 0;
 }
 
 int expunge_cmd(store::FsStore& st, const Args& args) {
   auto uids = parse_uids(args[3]);
-  if (!uids) return usage("bad UID set: " + args[3]);
+  if (!uids) return kSay.usage("bad UID set: " + args[3]);
   store::FlagUpdate up;
   up.mode = store::FlagUpdate::Mode::Add;
   up.flags = store::kDeleted;
   auto marked = st.store_flags(args[1], args[2], *uids, up);
-  if (!marked) return failed(marked.error());
+  if (!marked) return kSay.failed(marked.error());
   auto gone = st.expunge(args[1], args[2], *uids);
-  if (!gone) return failed(gone.error());
+  if (!gone) return kSay.failed(gone.error());
   for (auto u : *gone) std::printf("%u\n", u);
   return 0;
 }
@@ -169,21 +160,21 @@ void hand_store_to_service_user(const config::Config& cfg) {
 }
 
 int mailbox_cmd(const Context& ctx, const Args& args) {
-  if (args.empty()) return usage();
+  if (args.empty()) return kSay.usage();
   const std::string& v = args[0];
   const std::size_t n = args.size();
   bool ok = (v == "list" && n == 2) || (v == "messages" && (n == 2 || n == 3)) || (v == "fetch" && n == 4) ||
             (v == "append" && n == 3) || (v == "expunge" && n == 4) || (v == "create" && n == 3) ||
             (v == "purge" && n == 2) || (v == "compact" && n == 1) || (v == "usage" && n == 1);
-  if (!ok) return usage();
+  if (!ok) return kSay.usage();
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return failed(cfg.error());
+  if (!cfg) return kSay.failed(cfg.error());
   store::FsOptions opt;
   opt.root = (*cfg)->store_dir();
   opt.compress = (*cfg)->local.compress;
   opt.compress_min = (*cfg)->local.compress_min;
   auto st = store::FsStore::open(opt);
-  if (!st) return failed(st.error());
+  if (!st) return kSay.failed(st.error());
   auto& s = **st;
   struct Handover {
     const config::Config& cfg;
@@ -200,11 +191,11 @@ int mailbox_cmd(const Context& ctx, const Args& args) {
   if (v == "compact") r = s.compact();
   if (v == "usage") {
     auto u = s.body_usage();
-    if (!u) return failed(u.error());
+    if (!u) return kSay.failed(u.error());
     std::printf("%llu bytes in %llu bodies\n", static_cast<unsigned long long>(u->first),
                 static_cast<unsigned long long>(u->second));
   }
-  if (!r) return failed(r.error());
+  if (!r) return kSay.failed(r.error());
   return 0;
 }
 

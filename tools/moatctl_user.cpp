@@ -34,16 +34,7 @@ constexpr const char* kUsage =
     "       moatctl user quota NAME SIZE   (bytes, or 500M, 2G; 0 for no limit)\n"
     "       moatctl user list [--json]\n";
 
-int usage(std::string_view why = {}) {
-  if (!why.empty()) std::cerr << "moatctl user: " << why << "\n";
-  std::cerr << kUsage;
-  return 2;
-}
-
-int failed(const Error& e) {
-  std::cerr << "moatctl user: " << e.detail << "\n";
-  return 1;
-}
+constexpr Complaint kSay{"user", kUsage};
 
 // Restores the terminal however the read ends.
 class EchoOff {
@@ -139,7 +130,7 @@ std::string json_string(std::string_view s) {
 
 int list_users(directory::UserDb& db, bool json) {
   auto users = db.list();
-  if (!users) return failed(users.error());
+  if (!users) return kSay.failed(users.error());
   if (json) {
     std::cout << "[";
     for (std::size_t i = 0; i < users->size(); ++i) {
@@ -166,30 +157,30 @@ int named_cmd(directory::UserDb& db, const std::string& verb, const std::string&
   Status st;
   if (verb == "add" || verb == "passwd") {
     auto pw = read_password(true);
-    if (!pw) return failed(pw.error());
-    if (auto v = directory::validate_password(*pw); !v) return failed(v.error());
+    if (!pw) return kSay.failed(pw.error());
+    if (auto v = directory::validate_password(*pw); !v) return kSay.failed(v.error());
     st = verb == "add" ? db.add(name, *pw) : db.set_password(name, *pw);
   } else if (verb == "import") {
     std::string hash;
-    if (!read_line(hash)) return failed({Errc::Invalid, "no hash on stdin"});
+    if (!read_line(hash)) return kSay.failed({Errc::Invalid, "no hash on stdin"});
     st = db.add_hash(name, hash);
   } else if (verb == "check") {
     auto pw = read_password(false);
-    if (!pw) return failed(pw.error());
+    if (!pw) return kSay.failed(pw.error());
     auto r = db.verify(name, *pw);
-    if (!r) return failed(r.error());
+    if (!r) return kSay.failed(r.error());
     std::cout << (*r ? "ok" : "no match") << "\n";
     return *r ? 0 : 1;
   } else if (verb == "quota") {
-    return usage("quota takes NAME SIZE");
+    return kSay.usage("quota takes NAME SIZE");
   } else if (verb == "del") {
     st = db.remove(name);
   } else if (verb == "disable" || verb == "enable") {
     st = db.set_disabled(name, verb == "disable");
   } else {
-    return usage("unknown command: " + verb);
+    return kSay.usage("unknown command: " + verb);
   }
-  if (!st) return failed(st.error());
+  if (!st) return kSay.failed(st.error());
   return 0;
 }
 
@@ -217,39 +208,39 @@ std::optional<std::uint64_t> parse_size(std::string_view s) {
 }
 
 int quota_cmd(const Context& ctx, const Args& args) {
-  if (args.size() != 3) return usage("quota takes NAME SIZE");
+  if (args.size() != 3) return kSay.usage("quota takes NAME SIZE");
   auto size = parse_size(args[2]);
-  if (!size) return usage("bad size: " + args[2]);
+  if (!size) return kSay.usage("bad size: " + args[2]);
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return failed(cfg.error());
+  if (!cfg) return kSay.failed(cfg.error());
   auto db = directory::UserDb::open((*cfg)->db_path());
-  if (!db) return failed(db.error());
-  if (auto st = (*db)->set_quota(args[1], *size); !st) return failed(st.error());
+  if (!db) return kSay.failed(db.error());
+  if (auto st = (*db)->set_quota(args[1], *size); !st) return kSay.failed(st.error());
   return 0;
 }
 
 }  // namespace
 
 int user_cmd(const Context& ctx, const Args& args) {
-  if (args.empty()) return usage();
+  if (args.empty()) return kSay.usage();
   const std::string& verb = args[0];
   if (verb == "quota") return quota_cmd(ctx, args);
   bool json = false;
   if (verb == "list") {
-    if (args.size() > 2 || (args.size() == 2 && args[1] != "--json")) return usage();
+    if (args.size() > 2 || (args.size() == 2 && args[1] != "--json")) return kSay.usage();
     json = args.size() == 2;
   } else if (!is_named_verb(verb)) {
-    return usage("unknown command: " + verb);
+    return kSay.usage("unknown command: " + verb);
   } else if (args.size() != 2) {
-    return usage(verb + " takes exactly one NAME");
+    return kSay.usage(verb + " takes exactly one NAME");
   } else if (auto v = directory::validate_name(args[1]); !v) {
-    return usage(v.error().detail);
+    return kSay.usage(v.error().detail);
   }
 
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return failed(cfg.error());
+  if (!cfg) return kSay.failed(cfg.error());
   auto db = directory::UserDb::open((*cfg)->db_path());
-  if (!db) return failed(db.error());
+  if (!db) return kSay.failed(db.error());
   int rc = verb == "list" ? list_users(**db, json) : named_cmd(**db, verb, args[1]);
   // New users get their mailboxes (INBOX, Drafts, Sent, Junk, Trash) now,
   // so IMAP shows them before the first mail arrives. Mail is kept when a

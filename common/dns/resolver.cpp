@@ -32,6 +32,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "common/text.hpp"
 
 namespace moat::dns {
 
@@ -58,11 +59,6 @@ struct Pending {
   bool done = false;
   Result<RawAnswer> result{Errc::DnsTempFail, "no answer"};
 };
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Answers by (name, type), each until its TTL runs out. Names compare
 // without case and without a final dot (RFC 4343), as DNS does.
@@ -107,8 +103,7 @@ class Cache {
     Clock::time_point expires;
   };
   static std::string key(const std::string& name, int type) {
-    std::string k = lower(name);
-    if (!k.empty() && k.back() == '.') k.pop_back();
+    std::string k = domain_key(name);
     return k + "/" + std::to_string(type);
   }
   std::mutex mu_;
@@ -130,7 +125,7 @@ std::optional<std::string> decode_name(std::string_view wire) {
     i += len;
     if (out.size() > 255) return std::nullopt;
   }
-  return lower(std::move(out));
+  return lower(out);
 }
 
 std::string reverse_name(const IpAddr& ip) {

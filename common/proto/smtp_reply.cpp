@@ -1,6 +1,7 @@
 // See smtp_reply.hpp. Byte-at-a-time state machine; nothing here trusts the
 // peer: every line and the reply as a whole are bounded.
 #include "common/proto/smtp_reply.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -27,11 +28,6 @@ std::size_t enhanced_len(std::string_view s, int klass) {
   return i;
 }
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // DMARC evaluation and the filter (see dmarc.hpp). RFC 7489 §6.6 (policy
 // discovery and evaluation), §3.1 (alignment), RFC 9091 (np=), RFC 8601
 // (the dmarc= result with header.from and policy.dmarc).
+#include "common/text.hpp"
 #include "filters/dmarc/dmarc.hpp"
 
 #include <algorithm>
@@ -22,17 +23,11 @@ namespace {
 
 constexpr std::size_t kMaxAuthorDomains = 4;  // DNS work per message stays bounded
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (!out.empty() && out.back() == '.') out.pop_back();
-  return out;
-}
 
 // The domain of an SPF identity: "user@dom" or "dom".
 std::string identity_domain(std::string_view id) {
   auto at = id.rfind('@');
-  return lower(at == std::string_view::npos ? id : id.substr(at + 1));
+  return domain_key(at == std::string_view::npos ? id : id.substr(at + 1));
 }
 
 unsigned roll() {
@@ -56,7 +51,7 @@ bool valid_lookup_name(std::string_view d) { return !d.empty() && d.size() <= 25
 }  // namespace
 
 bool aligned(std::string_view domain, std::string_view from_domain, bool strict) {
-  std::string a = lower(domain), f = lower(from_domain);
+  std::string a = domain_key(domain), f = domain_key(from_domain);
   if (a.empty() || f.empty()) return false;
   if (a == f) return true;
   if (strict) return false;
@@ -67,11 +62,11 @@ bool aligned(std::string_view domain, std::string_view from_domain, bool strict)
 Outcome evaluate(std::string_view from_domain, const Discovery& d, const std::vector<AuthResult>& auth,
                  unsigned roll_value, bool force_fail) {
   Outcome o;
-  o.domain = lower(from_domain);
+  o.domain = domain_key(from_domain);
   const Record& r = d.record;
   for (const auto& a : auth) {
     if (a.method == "dkim") {
-      std::string dom = lower(a.prop("header.d"));
+      std::string dom = domain_key(a.prop("header.d"));
       if (!dom.empty()) o.dkim_domains += (o.dkim_domains.empty() ? "" : " ") + dom;
       if (a.result == "pass" && aligned(dom, o.domain, r.adkim_strict)) o.dkim_aligned = true;
     } else if (a.method == "spf") {

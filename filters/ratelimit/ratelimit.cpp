@@ -13,10 +13,8 @@ namespace {
 
 metrics::Counter& hits(std::string_view symbol) {
   // One counter per limit; the label is the symbol in lower case.
-  std::string label = "limit=\"";
-  for (char c : symbol.substr(std::string_view("RATELIMIT_").size()))
-    label += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return metrics::counter("moat_ratelimit_hits_total", label + "\"", "Events refused by a rate limit");
+  const std::string label = "limit=\"" + lower(symbol.substr(std::string_view("RATELIMIT_").size())) + "\"";
+  return metrics::counter("moat_ratelimit_hits_total", label, "Events refused by a rate limit");
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // See checker.hpp.
+#include "common/text.hpp"
 #include "filters/spf/checker.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -20,11 +21,6 @@ metrics::Counter& cache_hits() {
   return c;
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
-}
 
 template <class T>
 DnsReply status_of(const moat::Result<dns::Answer<T>>& r) {
@@ -99,7 +95,7 @@ DnsReply ask_resolver(dns::Resolver& resolver, const asio::any_io_executor& io, 
 std::string ResultCache::key(const Query& q) {
   const auto at = q.sender.rfind('@');
   const std::string domain = at == std::string::npos ? q.sender : q.sender.substr(at + 1);
-  std::string k = q.client.str() + '|' + (q.helo_identity ? "h|" : "m|") + lower(q.helo) + '|' + lower(domain);
+  std::string k = q.client.str() + '|' + (q.helo_identity ? "h|" : "m|") + domain_key(q.helo) + '|' + domain_key(domain);
   return k;
 }
 

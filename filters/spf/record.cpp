@@ -9,6 +9,7 @@
 //   modifier  = redirect=domain-spec / exp=domain-spec / name=macro-string
 //   name      = ALPHA *( ALPHA / DIGIT / "-" / "_" / "." )
 //   domain-spec = macro-string ( "." toplabel [ "." ] / macro-expand )
+#include "common/text.hpp"
 #include "filters/spf/record.hpp"
 
 #include <arpa/inet.h>
@@ -24,13 +25,6 @@ namespace {
 bool alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
 bool digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
 bool alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower(c);
-  return out;
-}
 
 bool all_digits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), digit); }
 
@@ -67,7 +61,7 @@ std::string ip_dotted(const IpAddr& ip) {
 // §7.3 letters; nullopt for a letter not allowed here.
 std::optional<std::string> letter_value(char letter, const MacroValues& v, bool exp_text) {
   const auto at = v.sender.rfind('@');
-  switch (lower(letter)) {
+  switch (ascii_lower(letter)) {
     case 's': return v.sender;
     case 'l': return at == std::string::npos ? std::string("postmaster") : v.sender.substr(0, at);
     case 'o': return at == std::string::npos ? v.sender : v.sender.substr(at + 1);
@@ -118,7 +112,7 @@ std::optional<std::string> expand_one(std::string_view s, std::size_t& i, const 
   }
   if (digits > 0 && keep == 0) return std::nullopt;  // "%{d0}": zero parts is no name
   bool reverse = false;
-  if (j < s.size() && lower(s[j]) == 'r') {
+  if (j < s.size() && ascii_lower(s[j]) == 'r') {
     reverse = true;
     ++j;
   }

@@ -7,6 +7,7 @@
 //    the mail goes on with SPF_TEMPERROR and spf=temperror recorded. It is
 //    never a silent pass.
 //  - A fail only scores (filters/scores.cpp); DMARC decides policy.
+#include "common/text.hpp"
 #include "filters/spf/spf.hpp"
 
 #include <algorithm>
@@ -18,11 +19,6 @@
 namespace moat::filters::spf {
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool is_atext(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
