@@ -22,6 +22,10 @@ namespace moat::filters {
 
 namespace asio = boost::asio;
 
+namespace attachments {
+struct Leaves;
+}
+
 enum class Phase : std::uint8_t { Connect, Helo, MailFrom, RcptTo, EndOfData };
 using PhaseMask = std::uint8_t;
 constexpr PhaseMask mask(Phase p) { return PhaseMask(1u << unsigned(p)); }
@@ -58,6 +62,10 @@ struct ScanContext {
   // Text of one leaf part for scanning (mime::part_text: decoded, UTF-8, HTML
   // as text), made once however many filters ask.
   const std::string& part_text(std::size_t part);
+  // The leaves of that parse, transfer-decoded, as the attachment policy and
+  // the antivirus read them (filters/attachments/leaves.hpp): the first of
+  // them decodes (attachments::shared_leaves), the other reuses the result.
+  std::shared_ptr<const attachments::Leaves> leaves;
 
  private:
   std::shared_ptr<const mime::Message> parsed_;

@@ -3,25 +3,31 @@
 // moatd's scan requests (common/proto/scand), and runs sandboxed: memory
 // capped (RLIMIT_AS), no core dumps, no new privileges, its own empty network
 // namespace when it can make one, and an unprivileged user when started as
-// root. Scans run on a pool of worker threads, each taking connections off
-// the listening socket; signatures reload on SIGHUP or when the database
-// folders change, swapped in whole while scans go on (signatures/engine.hpp).
+// root; ClamAV's scratch files are kept in memory (see kShm). Scans run on
+// a pool of worker threads, each taking connections off the listening
+// socket; signatures reload on SIGHUP or when the database folders change,
+// swapped in whole while scans go on (signatures/engine.hpp).
 //
 //   moat-scand --config FILE [--socket PATH]
 #include <grp.h>
+#include <linux/magic.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -94,8 +100,68 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+// ClamAV's scratch folder. libclamav writes what it takes apart (mail parts,
+// archive members, normalised HTML) to files there, and makes and removes a
+// folder for every item it scans. The items of a SpamAssassin corpus message
+// took 5.6 ms to scan with those files on the disk (ext4 mounted with
+// discard here: each removal waits for the device), 0.25 to 0.5 ms with them
+// in memory (libclamav alone, 300 messages). As root: a tmpfs of our own
+// over /dev/shm in a private mount namespace, gone with the process, its
+// size capped (scratch_size). Without root, or where mounting is refused: a
+// folder of our own in the shared /dev/shm when that is a tmpfs (not capped
+// then), else ClamAV's default ($TMPDIR, /tmp).
+constexpr const char* kShm = "/dev/shm";
+constexpr std::string_view kShmPrefix = "moat-scand-";
+
+// Twice what the scans in flight may write before a limit trips (a verdict):
+// one item at a time per thread, each read up to max_scan_size plus the one
+// file that goes over it; the rest for ClamAV's normalised HTML and scripts.
+std::uint64_t scratch_size(const config::Antivirus& av) {
+  return 2 * std::uint64_t(std::max(av.threads, 1u)) * (av.max_scan_size + av.max_file_size) + (64u << 20);
+}
+
+bool private_tmpfs(const config::Antivirus& av, const passwd& pw) {
+  auto fail = [](const char* what) {
+    log::warning(std::string(what) + ": " + std::strerror(errno) + "; ClamAV's files go elsewhere");
+    return false;
+  };
+  if (::unshare(CLONE_NEWNS) != 0) return fail("unshare(CLONE_NEWNS)");
+  // Nothing mounted here may show outside (systemd makes / shared).
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail("mount --make-rprivate /");
+  const std::string opts = "size=" + std::to_string(scratch_size(av)) + ",mode=0700,uid=" + std::to_string(pw.pw_uid) +
+                           ",gid=" + std::to_string(pw.pw_gid);
+  if (::mount("moat-scand", kShm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts.c_str()) != 0)
+    return fail("mount tmpfs on /dev/shm");
+  return true;
+}
+
+// The folders of earlier scanners of this user that were killed before
+// they could remove theirs.
+void remove_stale(uid_t owner) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(kShm, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    struct stat st {};
+    if (!name.starts_with(kShmPrefix) || ::lstat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != owner)
+      continue;
+    const long pid = std::strtol(name.c_str() + kShmPrefix.size(), nullptr, 10);
+    if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH) fs::remove_all(it->path(), ec);
+  }
+}
+
+fs::path shared_tmpfs_folder(uid_t owner, gid_t group) {
+  struct statfs sf {};
+  if (::statfs(kShm, &sf) != 0 || sf.f_type != TMPFS_MAGIC) return {};
+  remove_stale(owner);
+  fs::path dir = fs::path(kShm) / (std::string(kShmPrefix) + std::to_string(::getpid()));
+  if (::mkdir(dir.c_str(), 0700) != 0 || ::chown(dir.c_str(), owner, group) != 0) return {};
+  return dir;
+}
+
 // The sandbox. Steps that need root are skipped (and said so) without it.
-bool sandbox(const config::Config& cfg, const fs::path& socket) {
+// `scratch` is set to ClamAV's scratch folder ("" for its default).
+bool sandbox(const config::Config& cfg, const fs::path& socket, fs::path& scratch) {
   const auto& av = cfg.antivirus;
   rlimit zero{0, 0};
   ::setrlimit(RLIMIT_CORE, &zero);
@@ -114,11 +180,14 @@ bool sandbox(const config::Config& cfg, const fs::path& socket) {
       log::error("no such user " + user);
       return false;
     }
+    scratch = private_tmpfs(av, *pw) ? fs::path(kShm) : shared_tmpfs_folder(pw->pw_uid, pw->pw_gid);
     if (::chown(socket.c_str(), pw->pw_uid, pw->pw_gid) != 0 || ::setgroups(0, nullptr) != 0 ||
         ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0) {
       log::error("dropping privileges to " + user + ": " + std::strerror(errno));
       return false;
     }
+  } else {
+    scratch = shared_tmpfs_folder(::geteuid(), ::getegid());
   }
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -252,9 +321,12 @@ int main(int argc, char** argv) {
     log::error("cannot listen on " + socket.string() + ": " + std::strerror(errno));
     return 1;
   }
-  if (!sandbox(**cfg, socket)) return 1;
+  fs::path scratch;
+  if (!sandbox(**cfg, socket, scratch)) return 1;
+  log::info("ClamAV's scratch folder: " +
+            (scratch.empty() ? std::string("its default ($TMPDIR or /tmp)") : scratch.string()));
 
-  sig::Holder holder(database_dirs(av), engine_limits(av));
+  sig::Holder holder(database_dirs(av), engine_limits(av), scratch);
   // Without signatures moat-scand still answers, with an error: moatd then
   // tempfails (fail closed) instead of passing mail as clean.
   reload(holder);
@@ -289,6 +361,8 @@ int main(int argc, char** argv) {
   ::shutdown(fd, SHUT_RDWR);
   ::close(fd);
   ::unlink(socket.c_str());
+  std::error_code ec;
+  if (!scratch.empty() && scratch != kShm) fs::remove_all(scratch, ec);
   // Scans in progress are abandoned: moatd sees the connection drop and tempfails.
   ::_exit(0);
 }

@@ -1,6 +1,7 @@
 // Antivirus filter (issue 4): at end of DATA, the raw message and every leaf
-// of the shared MIME parse, decoded (filters/attachments/leaves.hpp), go to
-// moat-scand, which scans them with libclamav. Symbols:
+// of the shared MIME parse, decoded (filters/attachments/leaves.hpp, the
+// same leaves the attachment policy reads: ScanContext::leaves), go to
+// moat-scand in one request frame, which scans them with libclamav. Symbols:
 //   VIRUS_FOUND        detail "SIGNATURE in NAME"
 //   AV_LIMIT_EXCEEDED  a ClamAV or MIME limit was hit: unscanned is not clean
 //   AV_SCAN_ERROR      libclamav failed on one item
@@ -25,17 +26,12 @@ inline constexpr std::string_view kLimitExceeded = "AV_LIMIT_EXCEEDED";
 inline constexpr std::string_view kScanError = "AV_SCAN_ERROR";
 
 // What moat-scand is asked to scan: item 0 is the raw message, then the
-// leaves (`tree` is mime::parse(message)), except a root whose body is the
-// message's own bytes. Exposed for tests.
-struct Request {
-  proto::scand::ScanRequest scan;
-  std::string limit;  // extraction stopped at a limit (reported as AV_LIMIT_EXCEEDED)
-};
-Request build_request(std::string_view message, const mime::Message& tree, const attachments::LeafLimits& limits,
-                      std::uint32_t id);
+// decoded leaves, except a root whose body is the message's own bytes. The
+// items point into `message` and `leaves`. Exposed for tests.
+std::vector<proto::scand::ItemRef> request_items(std::string_view message, const attachments::Leaves& leaves);
 
-// Symbols for a reply (Clean adds none).
-void add_symbols(const proto::scand::ScanReply& reply, const proto::scand::ScanRequest& request, ScanContext& ctx);
+// Symbols for a reply (Clean adds none); `items` as sent.
+void add_symbols(const proto::scand::ScanReply& reply, const std::vector<proto::scand::ItemRef>& items, ScanContext& ctx);
 
 class AntivirusFilter final : public Filter {
  public:

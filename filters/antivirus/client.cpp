@@ -2,12 +2,12 @@
 #include "filters/antivirus/client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <memory>
 
 namespace moat::filters::antivirus {
 namespace asio = boost::asio;
@@ -41,30 +41,48 @@ asio::awaitable<Result<scand::Frame>> exchange(stream_protocol::socket* s, std::
   }
 }
 
+// The deadline closes the socket, which ends whatever exchange() waits for.
+// Racing exchange() against the timer with awaitable operators did the same
+// with a parallel group per scan: two more coroutines and their cancellation
+// signals, and more trips through a busy executor (filters/pipeline.cpp).
+// Shared, as the timer's handler may still be queued when the scan is over;
+// both run on the caller's executor (the pipeline's strand), never at once.
+struct Deadline {
+  Deadline(const asio::any_io_executor& ex, std::chrono::milliseconds timeout) : socket(ex), timer(ex, timeout) {}
+  stream_protocol::socket socket;
+  asio::steady_timer timer;
+  bool expired = false;
+};
+
 asio::awaitable<Result<scand::Frame>> timed(const std::filesystem::path& socket, std::string frame,
                                             scand::FrameType want, std::chrono::milliseconds timeout,
                                             const scand::Limits& limits) {
-  using namespace asio::experimental::awaitable_operators;
   auto ex = co_await asio::this_coro::executor;
-  stream_protocol::socket s(ex);
-  asio::steady_timer timer(ex, timeout);
-  auto r = co_await (exchange(&s, socket, std::move(frame), want, limits) || timer.async_wait(asio::use_awaitable));
-  if (r.index() == 1)
+  auto d = std::make_shared<Deadline>(ex, timeout);
+  d->timer.async_wait([d](boost::system::error_code ec) {
+    if (ec) return;
+    d->expired = true;
+    d->socket.close(ec);
+  });
+  auto r = co_await exchange(&d->socket, socket, std::move(frame), want, limits);
+  d->timer.cancel();
+  if (d->expired)
     co_return Error{Errc::ScanTimeout, "moat-scand: no verdict within " + std::to_string(timeout.count()) + "ms"};
-  co_return std::get<0>(std::move(r));
+  co_return r;
 }
 
 }  // namespace
 
-asio::awaitable<Result<scand::ScanReply>> scan(const std::filesystem::path& socket, const scand::ScanRequest& request,
-                                               std::chrono::milliseconds timeout, const scand::Limits& limits) {
-  auto f = co_await timed(socket, scand::encode(request), scand::FrameType::ScanReply, timeout, limits);
+asio::awaitable<Result<scand::ScanReply>> scan(const std::filesystem::path& socket, std::string frame, std::uint32_t id,
+                                               std::size_t items, std::chrono::milliseconds timeout,
+                                               const scand::Limits& limits) {
+  auto f = co_await timed(socket, std::move(frame), scand::FrameType::ScanReply, timeout, limits);
   if (!f) co_return f.error();
   auto reply = scand::decode_reply(f->payload, limits);
   if (!reply) co_return unavailable(reply.error().detail);
-  if (reply->id != request.id) co_return unavailable("reply for another request");
+  if (reply->id != id) co_return unavailable("reply for another request");
   for (const auto& fd : reply->findings)
-    if (fd.item >= request.items.size()) co_return unavailable("finding for an unknown item");
+    if (fd.item >= items) co_return unavailable("finding for an unknown item");
   co_return reply;
 }
 

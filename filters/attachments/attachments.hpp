@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,24 @@ std::string extension(std::string_view name);
 
 // libmagic's MIME type for the bytes ("application/x-dosexec").
 std::string true_type(std::string_view data);
+// The same without libmagic's text tests: "application/octet-stream" where
+// only they would name a type. The policy checks read this first.
+std::string binary_type(std::string_view data);
+// Whether a policy needs the full reading: it blocks a type libmagic's text
+// tests could name (anything but the default blocked types and archives).
+bool text_matters(const config::AttachmentPolicy& policy);
 
 // All findings for these parts under one policy. Pure apart from libmagic
 // and libarchive reading memory; tests call it directly.
 std::vector<Finding> check(const std::vector<Leaf>& parts, const config::AttachmentPolicy& policy,
                            const ArchiveLimits& limits);
+
+// ctx.leaves, decoded by the first content filter that asks (on `blocking`,
+// or here without a pool: CPU work on hostile bytes); the next one reuses
+// them. The antivirus asks here; the policy below decodes in its own trip
+// to the pool when it comes first.
+asio::awaitable<std::shared_ptr<const Leaves>> shared_leaves(ScanContext& ctx, const LeafLimits& limits,
+                                                             boost::asio::thread_pool* blocking);
 
 class AttachmentsFilter final : public Filter {
  public:
@@ -61,7 +75,11 @@ class AttachmentsFilter final : public Filter {
   asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
 
  private:
-  std::vector<Finding> scan(const ScanContext& ctx, const mime::Message& tree) const;
+  struct Scanned {
+    std::shared_ptr<const Leaves> leaves;
+    std::vector<Finding> found;
+  };
+  Scanned scan(const ScanContext& ctx, const mime::Message& tree, std::shared_ptr<const Leaves> leaves) const;
   config::Attachments settings_;
   LeafLimits extract_;
   ArchiveLimits archive_;

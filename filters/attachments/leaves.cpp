@@ -167,6 +167,12 @@ bool is_any_delimiter(std::string_view line) {
   return !rest.empty() && std::none_of(rest.begin(), rest.end(), is_blank);
 }
 
+LeafLimits leaf_limits(std::uint64_t message_size) {
+  LeafLimits l;
+  l.max_bytes = std::size_t(2 * message_size + (1u << 20));
+  return l;
+}
+
 Leaves collect_leaves(std::string_view message, const mime::Message& tree, const LeafLimits& limits) {
   Leaves out;
   Walker(limits, out).message(message, tree, 0, 0, false);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,11 @@ struct LeafLimits {
   std::size_t max_bytes = 64u << 20; // decoded bytes in all
   unsigned max_reparse = 4;          // nested second readings (a segment inside a segment, an encoded message inside one)
 };
+
+// The limits both content filters use, for a message size cap: decoded
+// parts up to twice the cap and a megabyte, so that they fit beside the
+// message in one moat-scand frame (antivirus::frame_limits: four times).
+LeafLimits leaf_limits(std::uint64_t message_size);
 
 struct Leaves {
   std::vector<Leaf> parts;

@@ -462,3 +462,37 @@ def test_scand_is_sandboxed(av):
     if "asan" not in str(m.bin_dir):
         aspace = next(line for line in limits.splitlines() if line.startswith("Max address space"))
         assert aspace.split()[3] == str(2 << 30), aspace
+
+
+def test_clamav_scratch_files_stay_in_a_private_capped_tmpfs(av):
+    """libclamav writes what it takes apart to its temporary folder: on the
+    disk that was most of the scan time, so moat-scand keeps it in memory. As
+    root: its own tmpfs over /dev/shm, in a mount namespace nobody else sees,
+    capped at 2 x threads x (max_scan_size + max_file_size) + 64 MiB, and
+    empty again after each scan."""
+    m, sink = av(max_scan_size=8 << 20, max_file_size=4 << 20)
+    pid = wait_until(lambda: scand_pid(m), 10, "moat-scand pid")
+    wait_until(lambda: scand_answers(m), 10, "moat-scand to answer")
+    if os.geteuid() != 0:
+        assert f"ClamAV's scratch folder: /dev/shm/moat-scand-{pid}" in m.log_text()
+        return
+    assert "ClamAV's scratch folder: /dev/shm" in m.log_text()
+    mounts = Path(f"/proc/{pid}/mounts").read_text().splitlines()
+    shm = [line.split() for line in mounts if line.split()[1] == "/dev/shm"]
+    source, _, fstype, opts = shm[-1][:4]    # the last mount on a path is the one seen
+    assert (source, fstype) == ("moat-scand", "tmpfs"), shm
+    opts = opts.split(",")
+    want_kib = (2 * 2 * ((8 << 20) + (4 << 20)) + (64 << 20)) // 1024
+    assert f"size={want_kib}k" in opts and "mode=700" in opts and "noexec" in opts, opts
+    uid = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Uid:")).split()[1])
+    assert f"uid={uid}" in opts, (uid, opts)
+    # Not mounted for anyone else.
+    assert not any(line.startswith("moat-scand ") for line in Path("/proc/self/mounts").read_text().splitlines())
+    # A scan with parts to take apart (mail, zip) still finds EICAR, and
+    # leaves nothing behind in the scanner's own view of /dev/shm.
+    code, text = data_reply(m, eicar_wrappings()["zip"])
+    assert code == 250, (code, text)
+    assert caught_by(held_soon(m, qid_of(text)), "VIRUS_FOUND")
+    assert list(Path(f"/proc/{pid}/root/dev/shm").iterdir()) == []
+    sink.assert_quiet(0.5)

@@ -25,6 +25,18 @@ class Reader {
   explicit Reader(std::string_view in) : in_(in) {}
   bool failed() const { return failed_; }
   bool done() const { return pos_ == in_.size(); }
+  // A verdict byte; nullopt when it names none.
+  std::optional<Verdict> verdict() {
+    const auto v = u(1);
+    if (v > std::uint32_t(Verdict::Error)) return std::nullopt;
+    return Verdict(v);
+  }
+  // A u16-length string; nullopt when it is longer than max.
+  std::optional<std::string_view> str16(std::size_t max) {
+    const std::size_t n = u(2);
+    if (n > max) return std::nullopt;
+    return bytes(n);
+  }
   std::uint32_t u(int bytes) {
     if (in_.size() - pos_ < std::size_t(bytes)) return fail();
     std::uint32_t v = 0;
@@ -52,9 +64,19 @@ class Reader {
   bool failed_ = false;
 };
 
-Error invalid(std::string what) { return Error{Errc::Invalid, "scand protocol: " + std::move(what)}; }
+// A verdict and the text after it: the reply's verdict and detail, or a
+// finding's verdict and signature. False when the verdict names none or the
+// text is longer than max.
+bool read_judgement(Reader& rd, std::size_t max, Verdict& verdict, std::string& text) {
+  const auto v = rd.verdict();
+  const auto t = rd.str16(max);
+  if (!v || !t) return false;
+  verdict = *v;
+  text = *t;
+  return true;
+}
 
-bool valid_verdict(std::uint32_t v) { return v <= std::uint32_t(Verdict::Error); }
+Error invalid(std::string what) { return Error{Errc::Invalid, "scand protocol: " + std::move(what)}; }
 
 }  // namespace
 
@@ -77,22 +99,29 @@ std::string encode_frame(FrameType type, std::string_view payload) {
   return o;
 }
 
-std::string encode(const ScanRequest& r) {
+std::string encode_request(std::uint32_t id, const std::vector<ItemRef>& items) {
   std::size_t total = 5 + 6;
-  for (const auto& it : r.items) total += 7 + it.name.size() + it.data.size();
+  for (const auto& it : items) total += 7 + it.name.size() + it.data.size();
   std::string o;
   o.reserve(total);
   put_u32(o, std::uint32_t(total - 4));
   put_u8(o, std::uint8_t(FrameType::ScanRequest));
-  put_u32(o, r.id);
-  put_u16(o, std::uint16_t(r.items.size()));
-  for (const auto& it : r.items) {
+  put_u32(o, id);
+  put_u16(o, std::uint16_t(items.size()));
+  for (const auto& it : items) {
     put_u8(o, std::uint8_t(it.kind));
     put_str16(o, it.name);
     put_u32(o, std::uint32_t(it.data.size()));
     o.append(it.data);
   }
   return o;
+}
+
+std::string encode(const ScanRequest& r) {
+  std::vector<ItemRef> refs;
+  refs.reserve(r.items.size());
+  for (const auto& it : r.items) refs.push_back(ItemRef{it.kind, it.name, it.data});
+  return encode_request(r.id, refs);
 }
 
 std::string encode(const ScanReply& r) {
@@ -120,9 +149,9 @@ Result<ScanRequest> decode_request(std::string_view payload, const Limits& limit
     auto kind = rd.u(1);
     if (kind != std::uint8_t(ItemKind::Message) && kind != std::uint8_t(ItemKind::Part)) return invalid("bad item kind");
     it.kind = ItemKind(kind);
-    std::size_t name_len = rd.u(2);
-    if (name_len > limits.max_name) return invalid("item name too long");
-    it.name = rd.bytes(name_len);
+    auto name = rd.str16(limits.max_name);
+    if (!name) return invalid("item name too long");
+    it.name = *name;
     it.data = rd.bytes(rd.u(4));
     r.items.push_back(std::move(it));
   }
@@ -135,23 +164,14 @@ Result<ScanReply> decode_reply(std::string_view payload, const Limits& limits) {
   Reader rd(payload);
   ScanReply r;
   r.id = rd.u(4);
-  auto v = rd.u(1);
-  if (!valid_verdict(v)) return invalid("bad verdict");
-  r.verdict = Verdict(v);
-  std::size_t detail_len = rd.u(2);
-  if (detail_len > limits.max_name) return invalid("detail too long");
-  r.detail = rd.bytes(detail_len);
+  if (!read_judgement(rd, limits.max_name, r.verdict, r.detail)) return invalid("bad verdict or detail too long");
   std::size_t count = rd.u(2);
   if (count > limits.max_items) return invalid("too many findings");
   for (std::size_t i = 0; i < count && !rd.failed(); ++i) {
     Finding f;
     f.item = std::uint16_t(rd.u(2));
-    auto fv = rd.u(1);
-    if (!valid_verdict(fv)) return invalid("bad finding verdict");
-    f.verdict = Verdict(fv);
-    std::size_t sig_len = rd.u(2);
-    if (sig_len > limits.max_name) return invalid("signature too long");
-    f.signature = rd.bytes(sig_len);
+    if (!read_judgement(rd, limits.max_name, f.verdict, f.signature))
+      return invalid("bad finding verdict or signature too long");
     r.findings.push_back(std::move(f));
   }
   if (rd.failed()) return invalid("truncated reply");

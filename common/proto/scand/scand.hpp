@@ -71,8 +71,17 @@ struct Frame {
   std::string payload;
 };
 
+// An item to send, its bytes where they lie (the message, a decoded part):
+// encode_request copies them once, into the frame.
+struct ItemRef {
+  ItemKind kind = ItemKind::Part;
+  std::string name;
+  std::string_view data;
+};
+
 // Frame writer.
 std::string encode_frame(FrameType type, std::string_view payload);
+std::string encode_request(std::uint32_t id, const std::vector<ItemRef>& items);  // a whole frame
 std::string encode(const ScanRequest& r);   // a whole frame
 std::string encode(const ScanReply& r);     // a whole frame
 

@@ -21,6 +21,7 @@
 
 #include "filters/antivirus/antivirus.hpp"
 #include "filters/antivirus/client.hpp"
+#include "filters/attachments/attachments.hpp"
 #include "filters/policy.hpp"
 #include "filters/scores.hpp"
 
@@ -80,7 +81,8 @@ struct ClientRun {
 asio::awaitable<void> run_client(std::filesystem::path path, scand::ScanRequest req, ClientRun* out,
                                  asio::io_context* io) {
   auto start = std::chrono::steady_clock::now();
-  out->result = co_await antivirus::scan(path, req, std::chrono::milliseconds(300), {});
+  out->result = co_await antivirus::scan(path, scand::encode(req), req.id, req.items.size(),
+                                         std::chrono::milliseconds(300), {});
   out->took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   io->stop();
 }
@@ -99,21 +101,45 @@ ClientRun exchange(Fake mode) {
   return out;
 }
 
+// The items of a request for `msg`, with the leaves they point into.
+struct Built {
+  std::shared_ptr<const attachments::Leaves> leaves;
+  std::vector<scand::ItemRef> items;
+};
+Built build(const std::string& msg) {
+  Built b;
+  b.leaves = std::make_shared<const attachments::Leaves>(attachments::collect_leaves(msg, mime::parse(msg)));
+  b.items = antivirus::request_items(msg, *b.leaves);
+  return b;
+}
+
 }  // namespace
 
 TEST_CASE("antivirus: the request holds the raw message and the decoded parts", "[antivirus]") {
   const std::string msg = slurp(eicar_dir() / "eicar-zip-attachment.eml");
-  auto r = antivirus::build_request(msg, mime::parse(msg), {}, 9);
-  CHECK(r.scan.id == 9);
-  CHECK(r.limit.empty());
-  REQUIRE(r.scan.items.size() >= 2);
-  CHECK(r.scan.items[0].kind == scand::ItemKind::Message);
-  CHECK(r.scan.items[0].data == msg);
+  auto b = build(msg);
+  REQUIRE(b.items.size() >= 2);
+  CHECK(b.items[0].kind == scand::ItemKind::Message);
+  CHECK(b.items[0].data == msg);
+  CHECK(b.items[0].data.data() == msg.data());  // not a copy
   bool zip = false;
-  for (const auto& it : r.scan.items) zip = zip || it.data == slurp(eicar_dir() / "eicar.zip");
+  for (const auto& it : b.items) zip = zip || it.data == slurp(eicar_dir() / "eicar.zip");
   CHECK(zip);
-  // It fits the frame limits both sides use.
-  CHECK(scand::encode(r.scan).size() - 4 <= antivirus::frame_limits(config::Config{}).max_frame);
+  // One frame, as moat-scand reads it back, within the limits both sides use.
+  const std::string frame = scand::encode_request(9, b.items);
+  CHECK(frame.size() - 4 <= antivirus::frame_limits(config::Config{}).max_frame);
+  scand::Decoder d;
+  REQUIRE(d.feed(frame));
+  REQUIRE(d.has_frame());
+  auto req = scand::decode_request(d.next().payload, {});
+  REQUIRE(req);
+  CHECK(req->id == 9);
+  REQUIRE(req->items.size() == b.items.size());
+  for (std::size_t i = 0; i < b.items.size(); ++i) {
+    CHECK(req->items[i].kind == b.items[i].kind);
+    CHECK(req->items[i].name == b.items[i].name);
+    CHECK(req->items[i].data == b.items[i].data);
+  }
 }
 
 TEST_CASE("antivirus: parts hidden from the strict parse are scanned; the root is not sent twice", "[antivirus]") {
@@ -121,24 +147,24 @@ TEST_CASE("antivirus: parts hidden from the strict parse are scanned; the root i
   const std::string clam = slurp("/usr/share/clamav-testfiles/clam.exe");
   // Two boundary parameters: the strict parse takes the first, clam.exe sits behind the second.
   const std::string msg = slurp(dir / "clam.mail-multiple-boundaries.eml");
-  auto r = antivirus::build_request(msg, mime::parse(msg), {}, 1);
-  CHECK(r.limit.empty());
-  CHECK(std::count_if(r.scan.items.begin(), r.scan.items.end(),
-                      [&](const scand::Item& it) { return it.name == "clam.exe" && it.data == clam; }) == 1);
+  auto b = build(msg);
+  CHECK(b.leaves->limit.empty());
+  CHECK(std::count_if(b.items.begin(), b.items.end(),
+                      [&](const scand::ItemRef& it) { return it.name == "clam.exe" && it.data == clam; }) == 1);
   // A plain one-part message: only the message itself goes.
   const std::string plain = "From: a@b\r\nSubject: hi\r\n\r\nhello\r\n";
-  auto p = antivirus::build_request(plain, mime::parse(plain), {}, 2);
-  REQUIRE(p.scan.items.size() == 1);
-  CHECK(p.scan.items[0].kind == scand::ItemKind::Message);
+  auto p = build(plain);
+  REQUIRE(p.items.size() == 1);
+  CHECK(p.items[0].kind == scand::ItemKind::Message);
 }
 
 TEST_CASE("antivirus: findings become symbols that force Quarantine, never Reject", "[antivirus]") {
-  scand::ScanRequest req{1, {{scand::ItemKind::Message, "message", ""}, {scand::ItemKind::Part, "eicar\r\n.com", ""}}};
+  std::vector<scand::ItemRef> items{{scand::ItemKind::Message, "message", ""}, {scand::ItemKind::Part, "eicar\r\n.com", ""}};
   scand::ScanReply rep{1, scand::Verdict::LimitExceeded, "", {}};
   rep.findings.push_back({1, scand::Verdict::Virus, "Moat.Test.EICAR.NDB"});
   rep.findings.push_back({0, scand::Verdict::LimitExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"});
   ScanContext ctx;
-  antivirus::add_symbols(rep, req, ctx);
+  antivirus::add_symbols(rep, items, ctx);
   REQUIRE(ctx.symbols.size() == 2);
   CHECK(ctx.symbols[0].name == "VIRUS_FOUND");
   CHECK(ctx.symbols[0].detail == "Moat.Test.EICAR.NDB in eicar??.com");  // no CR/LF into logs

