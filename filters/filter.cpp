@@ -27,6 +27,12 @@ std::string_view action_name(Action a) {
   return "unknown";
 }
 
+DataTap* ScanContext::tap(const Filter* owner) const {
+  for (const auto& [f, t] : taps_)
+    if (f == owner) return t.get();
+  return nullptr;
+}
+
 const mime::Message& ScanContext::mime() {
   if (!parsed_) parsed_ = std::make_shared<const mime::Message>(mime::parse(message));
   return *parsed_;

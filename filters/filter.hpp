@@ -36,6 +36,17 @@ struct Symbol {
   std::string detail;  // short, safe for headers and logs
 };
 
+class Filter;
+
+// Sees the message while DATA or BDAT streams in: the bytes as the session
+// keeps them (dot-unstuffed, CRLF lines), in arrival order, so a filter can
+// start on the body before the end of data (the rules' streaming scan).
+class DataTap {
+ public:
+  virtual ~DataTap() = default;
+  virtual void feed(std::string_view bytes) = 0;
+};
+
 // What a filter sees. The session owns it for the whole transaction.
 struct ScanContext {
   config::Snapshot config;
@@ -67,7 +78,16 @@ struct ScanContext {
   // them decodes (attachments::shared_leaves), the other reuses the result.
   std::shared_ptr<const attachments::Leaves> leaves;
 
+  // Taps the filters opened for this message (Pipeline::open_taps); the
+  // session feeds them every chunk; a filter finds its own at EndOfData.
+  void feed(std::string_view bytes) {
+    for (auto& t : taps_) t.second->feed(bytes);
+  }
+  void add_tap(const Filter* owner, std::unique_ptr<DataTap> tap) { taps_.emplace_back(owner, std::move(tap)); }
+  DataTap* tap(const Filter* owner) const;
+
  private:
+  std::vector<std::pair<const Filter*, std::unique_ptr<DataTap>>> taps_;
   std::shared_ptr<const mime::Message> parsed_;
   std::map<std::size_t, std::string> texts_;  // node-based: references stay valid
 };
@@ -80,6 +100,10 @@ class Filter {
   // Adds symbols to ctx. Returns an error when the check could not be made;
   // the pipeline then applies the filter's fail-open/closed setting. Never throws.
   virtual asio::awaitable<Status> run(Phase phase, ScanContext& ctx) = 0;
+  // A tap on this message's bytes as they arrive, or none (the default): the
+  // filter then sees the message only in run(EndOfData). Called as DATA or
+  // the first BDAT chunk starts; never throws.
+  virtual std::unique_ptr<DataTap> open_tap(const ScanContext&) { return nullptr; }
 };
 
 enum class Action : std::uint8_t { Accept, Tag, Quarantine, TempFail, Reject, Discard };

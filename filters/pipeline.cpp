@@ -111,6 +111,13 @@ asio::awaitable<Verdict> Pipeline::run(Phase phase, ScanContext& ctx) {
   co_return std::move(v);
 }
 
+void Pipeline::open_taps(ScanContext& ctx) const {
+  for (const auto& st : stages_) {
+    if (!(st.filter->phases() & mask(Phase::EndOfData))) continue;
+    if (auto tap = st.filter->open_tap(ctx)) ctx.add_tap(st.filter.get(), std::move(tap));
+  }
+}
+
 asio::awaitable<Verdict> Pipeline::run_stages(Phase phase, ScanContext& ctx, std::shared_ptr<Watchdog> dog) {
   for (auto& st : stages_) {
     if (!(st.filter->phases() & mask(phase))) continue;

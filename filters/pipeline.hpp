@@ -30,6 +30,8 @@ class Pipeline {
   // Runs the filters that declare `phase`; adds and scores symbols in ctx.
   // A fail-closed filter that errs or times out ends the run with TempFail.
   asio::awaitable<Verdict> run(Phase phase, ScanContext& ctx);
+  // Asks every EndOfData filter for a tap on the message about to stream in.
+  void open_taps(ScanContext& ctx) const;
 
   std::size_t size() const { return stages_.size(); }
   const Scores& scores() const { return scores_; }

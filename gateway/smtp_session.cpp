@@ -721,6 +721,7 @@ asio::awaitable<bool> Session::on_data() {
   if (!w) co_return co_await reply(w.error().code);
   writer_ = std::move(*w);
   if (bool sent = co_await reply("354 End data with <CR><LF>.<CR><LF>"); !sent) co_return false;
+  if (rt_->pipeline) rt_->pipeline->open_taps(ctx_);
   parser_.start_data();
   set_deadline(Clock::now() + cfg_.limits.data_timeout);  // one deadline for the whole DATA phase
   for (;;) {
@@ -731,6 +732,7 @@ asio::awaitable<bool> Session::on_data() {
         break;
       case smtp::Event::Kind::DataChunk:
         message_.append(ev.data);
+        ctx_.feed(ev.data);
         break;
       case smtp::Event::Kind::DataEnd: co_return co_await finish_message(Status{});
       case smtp::Event::Kind::DataError: co_return co_await finish_message(ev.error);
@@ -759,6 +761,7 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
     auto w = deps_.spool->begin(ctx_.envelope);
     if (!w) co_return co_await reply(w.error().code);
     writer_ = std::move(*w);
+    if (rt_->pipeline) rt_->pipeline->open_taps(ctx_);
   }
   parser_.start_bdat(cmd.bdat_size, cmd.bdat_last);
   set_deadline(Clock::now() + cfg_.limits.data_timeout);
@@ -768,7 +771,10 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
     if (ev.kind == smtp::Event::Kind::NeedMore) {
       if (bool more = co_await fill(); !more) co_return false;
     } else if (ev.kind == smtp::Event::Kind::DataChunk) {
-      if (chunk_status.ok()) message_.append(ev.data);
+      if (chunk_status.ok()) {
+        message_.append(ev.data);
+        ctx_.feed(ev.data);
+      }
     } else if (ev.kind == smtp::Event::Kind::DataError) {
       chunk_status = ev.error;
       if (!cmd.bdat_last) break;

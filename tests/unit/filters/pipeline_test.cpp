@@ -173,3 +173,53 @@ TEST_CASE("build makes every enabled configured filter", "[filters][pipeline]") 
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == Errc::Invalid);
 }
+
+namespace {
+
+// Keeps what it was fed; its filter reports the bytes as a symbol detail.
+class RecordingTap final : public DataTap {
+ public:
+  void feed(std::string_view bytes) override {
+    seen += bytes;
+    ++chunks;
+  }
+  std::string seen;
+  int chunks = 0;
+};
+
+class TappingFilter final : public Filter {
+ public:
+  explicit TappingFilter(bool wants_tap) : wants_tap_(wants_tap) {}
+  std::string_view name() const override { return "tapping"; }
+  PhaseMask phases() const override { return mask(Phase::EndOfData); }
+  std::unique_ptr<DataTap> open_tap(const ScanContext&) override {
+    if (!wants_tap_) return nullptr;
+    return std::make_unique<RecordingTap>();
+  }
+  asio::awaitable<Status> run(Phase, ScanContext& ctx) override {
+    auto* tap = static_cast<RecordingTap*>(ctx.tap(this));
+    if (tap) ctx.add("TAPPED", std::to_string(tap->chunks) + ":" + tap->seen);
+    else ctx.add("UNTAPPED");
+    co_return Status{};
+  }
+
+ private:
+  bool wants_tap_;
+};
+
+}  // namespace
+
+TEST_CASE("EndOfData filters get a tap fed with the message as it streams in", "[filters][pipeline]") {
+  Pipeline p(snapshot());
+  p.add(std::make_unique<TappingFilter>(true), settings("tapping", config::FailMode::Closed));
+  p.add(std::make_unique<TappingFilter>(false), settings("tapping", config::FailMode::Closed));
+  p.add(std::make_unique<TestFilter>("helo", mask(Phase::Helo), 0ms, "HELO_ONLY"), settings("helo", config::FailMode::Closed));
+  ScanContext ctx;
+  p.open_taps(ctx);
+  for (std::string_view chunk : {"Subject: a\r\n", "\r\n", "body\r\n"}) ctx.feed(chunk);
+  run_sync(p.run(Phase::EndOfData, ctx));
+  REQUIRE(ctx.symbols.size() == 2);
+  CHECK(ctx.symbols[0].name == "TAPPED");
+  CHECK(ctx.symbols[0].detail == "3:Subject: a\r\n\r\nbody\r\n");
+  CHECK(ctx.symbols[1].name == "UNTAPPED");  // no tap asked for, none given
+}
