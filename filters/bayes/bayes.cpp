@@ -119,7 +119,7 @@ std::string_view band(double p) {
 }
 
 BayesFilter::BayesFilter(const config::Config& cfg, const Services& services)
-    : cfg_(cfg.bayes), scores_(cfg), store_(std::make_unique<Store>(cfg.bayes.db)), pool_(services.blocking) {
+    : cfg_(cfg.bayes), scores_(cfg), store_(Store::shared(cfg.bayes.db)), pool_(services.blocking) {
   if (!pool_) {
     own_pool_ = std::make_unique<boost::asio::thread_pool>(1);
     pool_ = own_pool_.get();

@@ -79,7 +79,7 @@ class BayesFilter final : public Filter {
 
   config::Bayes cfg_;
   Scores scores_;
-  std::unique_ptr<Store> store_;
+  std::shared_ptr<Store> store_;  // Store::shared: kept across config reloads
   std::unique_ptr<boost::asio::thread_pool> own_pool_;
   boost::asio::thread_pool* pool_;
 };
