@@ -6,6 +6,8 @@
 #include <cmath>
 #include <map>
 
+#include "common/text.hpp"
+
 namespace moat::rules {
 namespace {
 
@@ -13,31 +15,10 @@ constexpr std::pair<std::string_view, RuleClass> kKinds[] = {
     {"header", RuleClass::Header}, {"body", RuleClass::Body}, {"rawbody", RuleClass::RawBody},
     {"uri", RuleClass::Uri},       {"full", RuleClass::Full}, {"meta", RuleClass::Meta}};
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-// Splits off the first whitespace-separated word.
-std::string_view word(std::string_view& s) {
-  s = trim(s);
-  auto end = s.find_first_of(" \t");
-  auto w = s.substr(0, end);
-  s = end == std::string_view::npos ? std::string_view{} : trim(s.substr(end));
-  return w;
-}
-
 bool is_header_name(std::string_view s) {
   return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
     return c > 32 && c < 127 && c != ':';
   });
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // "/pattern/flags" -> pattern, flags. The closing slash is the last one, so
@@ -57,13 +38,13 @@ const char* split_regex(std::string_view s, Rule& r) {
 
 const char* parse_header(std::string_view s, Rule& r) {
   if (s.starts_with("exists:")) {
-    auto name = trim(s.substr(7));
+    auto name = trim_blanks(s.substr(7));
     if (!is_header_name(name)) return "expected exists:Header-Name";
     r.header = lower(name);
     r.exists = true;
     return nullptr;
   }
-  std::string_view name = word(s);
+  std::string_view name = take_word(s);
   if (auto colon = name.find(':'); colon != std::string_view::npos) {
     r.modifier = std::string(name.substr(colon + 1));
     name = name.substr(0, colon);
@@ -72,13 +53,27 @@ const char* parse_header(std::string_view s, Rule& r) {
   }
   if (!is_header_name(name)) return "expected a header name";
   r.header = lower(name);
-  std::string_view op = word(s);
+  std::string_view op = take_word(s);
   if (op == "!~") r.negate = true;
   else if (op != "=~") return "expected =~ or !~ after the header name";
   return split_regex(s, r);
 }
 
 }  // namespace
+
+std::string_view trim_blanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+std::string_view take_word(std::string_view& s) {
+  s = trim_blanks(s);
+  auto end = s.find_first_of(" \t");
+  auto w = s.substr(0, end);
+  s = end == std::string_view::npos ? std::string_view{} : trim_blanks(s.substr(end));
+  return w;
+}
 
 std::string_view class_name(RuleClass c) {
   for (auto [n, k] : kKinds)
@@ -121,12 +116,12 @@ void Parser::feed(std::string_view chunk) {
 }
 
 void Parser::line(std::string_view text) {
-  text = trim(text);
+  text = trim_blanks(text);
   if (text.empty() || text.front() == '#') return;
   if (text.find('\0') != std::string_view::npos) return error("NUL byte in line");
   std::string_view rest = text;
-  std::string_view kind = word(rest);
-  std::string_view symbol = word(rest);
+  std::string_view kind = take_word(rest);
+  std::string_view symbol = take_word(rest);
   if (!is_symbol(symbol)) return error("expected a symbol (letters, digits, '_') after '" + std::string(kind) + "'");
   if (kind == "describe") {
     describes_.push_back({std::string(symbol), {lineno_, std::string(rest)}});
@@ -214,12 +209,12 @@ Result<std::vector<std::pair<std::string, double>>> parse_scores(std::string_vie
   unsigned lineno = 0;
   while (!text.empty()) {
     auto nl = text.find('\n');
-    std::string_view l = trim(text.substr(0, nl));
+    std::string_view l = trim_blanks(text.substr(0, nl));
     text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
     ++lineno;
     if (l.empty() || l.front() == '#') continue;
-    std::string_view symbol = word(l);
-    std::string_view num = word(l);
+    std::string_view symbol = take_word(l);
+    std::string_view num = take_word(l);
     double v = 0;
     auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
     if (!is_symbol(symbol) || num.empty() || ec != std::errc() || p != num.data() + num.size() || !l.empty() ||

@@ -85,4 +85,9 @@ Result<std::vector<std::pair<std::string, double>>> parse_scores(std::string_vie
 
 bool is_symbol(std::string_view s);
 
+// Line helpers shared with the SpamAssassin import: blanks (space, tab, a
+// trailing CR) trimmed; the first blank-separated word split off `s`.
+std::string_view trim_blanks(std::string_view s);
+std::string_view take_word(std::string_view& s);
+
 }  // namespace moat::rules

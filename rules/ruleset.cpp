@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "rules/ruleset.hpp"
 
+#include "rules/ascii_variant.hpp"
+
 #include <hs/hs.h>
 #include <openssl/evp.h>
 #include <pcre2.h>
@@ -14,6 +16,8 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace moat::rules {
@@ -21,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kCacheMagic = "MOATRS01";
+constexpr std::string_view kCacheMagic = "MOATRS03";
 
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -42,8 +46,8 @@ unsigned hs_flags(const Rule& r) {
 }
 
 // Hyperscan has no flag for /x; the inline option does the same.
-std::string hs_pattern(const Rule& r) {
-  return r.flags.find('x') != std::string::npos ? "(?x)" + r.pattern : r.pattern;
+std::string hs_pattern(const Rule& r, const std::string& pattern) {
+  return r.flags.find('x') != std::string::npos ? "(?x)" + pattern : pattern;
 }
 
 std::uint32_t pcre_flags(const Rule& r) {
@@ -68,25 +72,6 @@ bool hs_accepts(const std::string& pattern, unsigned flags) {
   if (ok && info->min_width == 0) ok = false;
   std::free(info);
   return ok;
-}
-
-// Candidate bookkeeping of one hs_scan call.
-struct ScanCtx {
-  const std::vector<Rule>* rules;
-  const std::vector<Engine>* engines;
-  const std::vector<int>* key_of;
-  int key;
-  std::vector<std::uint8_t>* matched;
-  std::vector<std::uint32_t>* candidates;
-};
-
-int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* p) {
-  auto* c = static_cast<ScanCtx*>(p);
-  if (c->key >= 0 && (*c->key_of)[id] != c->key) return 0;
-  if ((*c->matched)[id]) return 0;
-  if ((*c->engines)[id] == Engine::Prefilter) c->candidates->push_back(id);
-  else (*c->matched)[id] = 1;
-  return 0;
 }
 
 }  // namespace
@@ -153,43 +138,52 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(std::vector<Rule> rules,
 
 RuleSet::~RuleSet() {
   if (match_ctx_) pcre2_match_context_free(match_ctx_);
-  for (auto* c : pcre_)
-    if (c) pcre2_code_free(c);
-  for (auto* d : db_)
-    if (d) hs_free_database(d);
+  for (auto& u : units_)
+    if (u.code) pcre2_code_free(u.code);
+  for (auto& per_class : db_)
+    for (auto* d : per_class)
+      if (d) hs_free_database(d);
   for (auto* s : scratch_pool_) hs_free_scratch(s);
   if (proto_scratch_) hs_free_scratch(proto_scratch_);
 }
 
+namespace {
+
+pcre2_code* pcre_compile(std::string_view pattern, const Rule& r, std::string* error) {
+  int errcode = 0;
+  PCRE2_SIZE off = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), pcre_flags(r), &errcode,
+                                   &off, nullptr);
+  if (!code && error) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(errcode, msg, sizeof msg);
+    *error = "bad pattern at offset " + std::to_string(off) + ": " + reinterpret_cast<char*>(msg);
+  }
+  return code;
+}
+
+}  // namespace
+
 Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
-  const auto n = rules_.size();
   // PCRE2 first: it is the reference syntax (Perl), so a rule it rejects is
   // an error in the rule, whatever Hyperscan thinks.
   std::string errors;
   std::vector<Rule> kept;
-  std::vector<pcre2_code*> codes;
   for (auto& r : rules_) {
-    pcre2_code* code = nullptr;
     if (r.cls != RuleClass::Meta && !r.exists) {
-      int errcode = 0;
-      PCRE2_SIZE off = 0;
-      code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()), r.pattern.size(), pcre_flags(r), &errcode,
-                           &off, nullptr);
+      std::string why;
+      pcre2_code* code = pcre_compile(r.pattern, r, &why);
       if (!code) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(errcode, msg, sizeof msg);
-        std::string e = where(r) + "bad pattern at offset " + std::to_string(off) + ": " + reinterpret_cast<char*>(msg);
+        std::string e = where(r) + why;
         if (opts.lenient) rep.dropped.push_back(e);
         else errors += e + "\n";
         continue;
       }
+      pcre2_code_free(code);
     }
     kept.push_back(std::move(r));
-    codes.push_back(code);
   }
   rules_ = std::move(kept);
-  pcre_ = std::move(codes);
-  (void)n;
   if (!errors.empty()) {
     errors.pop_back();
     return Error{Errc::Invalid, errors};
@@ -218,7 +212,6 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
         }
         rep.dropped.push_back(e);
         rules_.erase(rules_.begin() + i);
-        pcre_.erase(pcre_.begin() + i);
         again = true;
         break;
       }
@@ -262,6 +255,8 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
     if (it == header_keys_.end()) header_keys_.push_back(std::move(k));
   }
 
+  if (auto st = make_units(); !st) return st;
+
   std::string text;
   for (const auto& r : rules_) text += to_text(r);
   hash_ = sha256_hex(text + "\n" + hs_version() + "\n" + std::string(kCacheMagic) + std::to_string(opts.heavy_length));
@@ -277,27 +272,36 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
   }
 
   // PCRE2 code is kept (and JIT-compiled) only where it runs.
-  pcre_only_.assign(kClassCount, {});
-  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
-    const auto e = engines_[i];
-    if (e == Engine::Pcre) pcre_only_[static_cast<int>(rules_[i].cls)].push_back(i);
-    if (e == Engine::Pcre || e == Engine::Prefilter) {
-      pcre2_jit_compile(pcre_[i], PCRE2_JIT_COMPLETE);  // failure is fine: the interpreter runs it
-    } else if (pcre_[i]) {
-      pcre2_code_free(pcre_[i]);
-      pcre_[i] = nullptr;
+  engines_.assign(rules_.size(), Engine::None);
+  ascii_engines_.assign(rules_.size(), Engine::None);
+  for (std::uint32_t u = 0; u < units_.size(); ++u) {
+    auto& unit = units_[u];
+    const auto cls = static_cast<std::size_t>(rules_[unit.rule].cls);
+    if (unit.engine == Engine::Pcre) pcre_only_[cls][static_cast<int>(unit.group)].push_back(u);
+    if (unit.engine == Engine::Pcre || unit.engine == Engine::Prefilter) {
+      pcre2_jit_compile(unit.code, PCRE2_JIT_COMPLETE);  // failure is fine: the interpreter runs it
+    } else if (unit.code) {
+      pcre2_code_free(unit.code);
+      unit.code = nullptr;
     }
-    switch (e) {
+    (unit.group == Group::Ascii ? ascii_engines_ : engines_)[unit.rule] = unit.engine;
+    unit_rule_.push_back(unit.rule);
+    unit_engine_.push_back(unit.engine);
+  }
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    switch (engines_[i]) {
       case Engine::Hyperscan: ++rep.hyperscan; break;
       case Engine::Prefilter: ++rep.prefilter; break;
       case Engine::Pcre: ++rep.pcre; break;
       case Engine::None: rules_[i].cls == RuleClass::Meta ? ++rep.meta : ++rep.other; break;
     }
+    if (ascii_engines_[i] != Engine::None) ++rep.ascii_variants;
   }
-  for (auto* d : db_) {
-    if (!d) continue;
-    if (hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
-  }
+  for (auto& per_class : db_)
+    for (auto* d : per_class) {
+      if (!d) continue;
+      if (hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
+    }
   // The limits bound backtracking on hostile input (e.g. nested repeats).
   match_ctx_ = pcre2_match_context_create(nullptr);
   pcre2_set_match_limit(match_ctx_, kPcreMatchLimit);
@@ -305,59 +309,122 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
   return {};
 }
 
-Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) {
-  (void)rep;
-  engines_.assign(rules_.size(), Engine::None);
+// Units: each regex rule as written; a rule with an ASCII variant runs as
+// written only on buffers with high bytes and as the variant on the rest.
+Status RuleSet::make_units() {
   for (std::uint32_t i = 0; i < rules_.size(); ++i) {
     const auto& r = rules_[i];
     if (r.cls == RuleClass::Meta || r.exists) continue;
-    const auto pat = hs_pattern(r);
-    // Very long patterns (SpamAssassin's replace_tag expansions: thousands of
-    // bytes of alternations with lookaheads) take seconds each to compile in
-    // either Hyperscan mode and make the whole database slow to build; PCRE2
-    // runs them directly.
-    if (r.pattern.size() > opts.heavy_length) {
-      engines_[i] = Engine::Pcre;
-      continue;
+    // What runs is the search form: the rules only ask whether a pattern
+    // matches, not where (ascii_variant.hpp).
+    std::string pattern = search_form(r.pattern, r.flags);
+    pcre2_code* code = pcre_compile(pattern, r, nullptr);
+    if (!code) {
+      pattern = r.pattern;
+      code = pcre_compile(pattern, r, nullptr);
     }
-    const bool heavy = is_heavy(r.pattern, opts.heavy_length);
-    if (!heavy && hs_accepts(pat, hs_flags(r))) engines_[i] = Engine::Hyperscan;
-    else if (hs_accepts(pat, hs_flags(r) | HS_FLAG_PREFILTER)) engines_[i] = Engine::Prefilter;
-    else engines_[i] = Engine::Pcre;
-  }
-  for (int c = 0; c < kClassCount; ++c) {
-    // hs_compile_multi names the first expression it refuses; demote that
-    // one and try again (expression_info does not catch everything).
-    for (;;) {
-      std::vector<std::string> pats;
-      std::vector<const char*> ptrs;
-      std::vector<unsigned> flags, ids;
-      for (std::uint32_t i = 0; i < rules_.size(); ++i) {
-        if (static_cast<int>(rules_[i].cls) != c) continue;
-        if (engines_[i] != Engine::Hyperscan && engines_[i] != Engine::Prefilter) continue;
-        pats.push_back(hs_pattern(rules_[i]));
-        flags.push_back(hs_flags(rules_[i]) | (engines_[i] == Engine::Prefilter ? HS_FLAG_PREFILTER : 0));
-        ids.push_back(i);
-      }
-      if (pats.empty()) break;
-      for (auto& p : pats) ptrs.push_back(p.c_str());
-      hs_compile_error_t* err = nullptr;
-      hs_error_t rc = hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
-                                       HS_MODE_BLOCK, nullptr, &db_[c], &err);
-      if (rc == HS_SUCCESS) break;
-      int bad = err ? err->expression : -1;
-      std::string msg = err && err->message ? err->message : "unknown error";
-      if (err) hs_free_compile_error(err);
-      if (bad < 0) return Error{Errc::Invalid, std::string("hyperscan: ") + std::string(class_name(RuleClass(c))) + " rules: " + msg};
-      auto id = ids[static_cast<std::size_t>(bad)];
-      engines_[id] = engines_[id] == Engine::Hyperscan ? Engine::Prefilter : Engine::Pcre;
+    if (!code) return Error{Errc::Invalid, where(r) + "PCRE2 refused a pattern it accepted before"};
+    Unit full{i, Group::Any, Engine::None, pattern, code};
+    const AsciiVariant v = ascii_variant(pattern, r.flags);
+    // A variant only pays when it is much smaller: otherwise the rule would
+    // be compiled twice (the __FILL_THIS_FORM_* rules, each seconds to
+    // compile, lose only a byte or two).
+    const bool split = v.kind == AsciiVariant::Kind::Reduced && v.pattern.size() * 2 < pattern.size();
+    pcre2_code* reduced = split ? pcre_compile(v.pattern, r, nullptr) : nullptr;
+    if (v.kind == AsciiVariant::Kind::Never) {
+      full.group = Group::High;
+    } else if (reduced) {
+      full.group = Group::High;
+      units_.push_back(Unit{i, Group::Ascii, Engine::None, v.pattern, reduced});
     }
+    units_.push_back(std::move(full));
   }
   return {};
 }
 
-// ---- cache file: magic, rule count, one engine byte per rule, then per
-// class a length and the hs_serialize_database bytes (0: no database). ----
+Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) {
+  for (auto& u : units_) {
+    const auto& r = rules_[u.rule];
+    const auto pat = hs_pattern(r, u.pattern);
+    // Very long patterns (SpamAssassin's replace_tag expansions: thousands of
+    // bytes of alternations with lookaheads) take seconds each to compile in
+    // either Hyperscan mode and make the whole database slow to build; PCRE2
+    // runs them directly.
+    if (u.pattern.size() > opts.heavy_length) {
+      u.engine = Engine::Pcre;
+      continue;
+    }
+    const bool heavy = is_heavy(u.pattern, opts.heavy_length);
+    if (!heavy && hs_accepts(pat, hs_flags(r))) u.engine = Engine::Hyperscan;
+    else if (hs_accepts(pat, hs_flags(r) | HS_FLAG_PREFILTER)) u.engine = Engine::Prefilter;
+    else u.engine = Engine::Pcre;
+  }
+  // The databases are independent: compile them side by side (the big one
+  // of a class dominates, but the three groups of the body class overlap).
+  struct Job {
+    int cls, group;
+    std::size_t compiles = 0;
+    Status status;
+  };
+  bool used[kClassCount][kGroups] = {};
+  for (const auto& u : units_) used[static_cast<int>(rules_[u.rule].cls)][static_cast<int>(u.group)] = true;
+  std::vector<Job> jobs;
+  for (int c = 0; c < kClassCount; ++c)
+    for (int g = 0; g < kGroups; ++g)
+      if (used[c][g]) jobs.push_back(Job{c, g, 0, {}});
+  std::vector<std::thread> threads;
+  for (auto& j : jobs) {
+    try {
+      threads.emplace_back([this, &j] { j.status = build_database(j.cls, j.group, j.compiles); });
+    } catch (const std::system_error&) {
+      j.status = build_database(j.cls, j.group, j.compiles);  // no thread to be had: compile here
+    }
+  }
+  for (auto& t : threads) t.join();
+  for (auto& j : jobs) {
+    rep.hs_compiles += j.compiles;
+    if (!j.status) return j.status;
+  }
+  return {};
+}
+
+// One (class, group) database. hs_compile_multi names the first expression
+// it refuses; that one is demoted and the database compiled again
+// (expression_info does not catch everything). Only this job's units are
+// touched, so jobs run in parallel.
+Status RuleSet::build_database(int c, int g, std::size_t& compiles) {
+  for (;;) {
+    std::vector<std::string> pats;
+    std::vector<const char*> ptrs;
+    std::vector<unsigned> flags, ids;
+    for (std::uint32_t u = 0; u < units_.size(); ++u) {
+      const auto& unit = units_[u];
+      const auto& r = rules_[unit.rule];
+      if (static_cast<int>(r.cls) != c || static_cast<int>(unit.group) != g) continue;
+      if (unit.engine != Engine::Hyperscan && unit.engine != Engine::Prefilter) continue;
+      pats.push_back(hs_pattern(r, unit.pattern));
+      flags.push_back(hs_flags(r) | (unit.engine == Engine::Prefilter ? HS_FLAG_PREFILTER : 0));
+      ids.push_back(u);
+    }
+    if (pats.empty()) return {};
+    for (auto& p : pats) ptrs.push_back(p.c_str());
+    hs_compile_error_t* err = nullptr;
+    ++compiles;
+    hs_error_t rc = hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
+                                     HS_MODE_BLOCK, nullptr, &db_[c][g], &err);
+    if (rc == HS_SUCCESS) return {};
+    int bad = err ? err->expression : -1;
+    std::string msg = err && err->message ? err->message : "unknown error";
+    if (err) hs_free_compile_error(err);
+    if (bad < 0)
+      return Error{Errc::Invalid, std::string("hyperscan: ") + std::string(class_name(RuleClass(c))) + " rules: " + msg};
+    auto& unit = units_[ids[static_cast<std::size_t>(bad)]];
+    unit.engine = unit.engine == Engine::Hyperscan ? Engine::Prefilter : Engine::Pcre;
+  }
+}
+
+// ---- cache file: magic, unit count, one engine byte per unit, then per
+// class and group a length and the hs_serialize_database bytes (0: none). ----
 
 namespace {
 
@@ -377,19 +444,20 @@ bool get_u64(std::string_view& in, std::uint64_t& v) {
 
 void RuleSet::save_cache(const fs::path& file) const {
   std::string out(kCacheMagic);
-  put_u64(out, rules_.size());
-  for (auto e : engines_) out += static_cast<char>(e);
-  for (auto* d : db_) {
-    char* bytes = nullptr;
-    std::size_t len = 0;
-    if (d && hs_serialize_database(d, &bytes, &len) == HS_SUCCESS) {
-      put_u64(out, len);
-      out.append(bytes, len);
-      std::free(bytes);
-    } else {
-      put_u64(out, 0);
+  put_u64(out, units_.size());
+  for (const auto& u : units_) out += static_cast<char>(u.engine);
+  for (const auto& per_class : db_)
+    for (auto* d : per_class) {
+      char* bytes = nullptr;
+      std::size_t len = 0;
+      if (d && hs_serialize_database(d, &bytes, &len) == HS_SUCCESS) {
+        put_u64(out, len);
+        out.append(bytes, len);
+        std::free(bytes);
+      } else {
+        put_u64(out, 0);
+      }
     }
-  }
   // Written beside and renamed, so a reader never sees half a file. A
   // cache that cannot be written only costs the next start a compile.
   std::error_code ec;
@@ -418,7 +486,7 @@ bool RuleSet::load_cache(const fs::path& file) {
   if (!in.starts_with(kCacheMagic)) return false;
   in.remove_prefix(kCacheMagic.size());
   std::uint64_t n = 0;
-  if (!get_u64(in, n) || n != rules_.size() || in.size() < n) return false;
+  if (!get_u64(in, n) || n != units_.size() || in.size() < n) return false;
   std::vector<Engine> engines(n);
   for (std::size_t i = 0; i < n; ++i) {
     auto e = static_cast<unsigned char>(in[i]);
@@ -426,21 +494,24 @@ bool RuleSet::load_cache(const fs::path& file) {
     engines[i] = static_cast<Engine>(e);
   }
   in.remove_prefix(n);
-  hs_database* dbs[kClassCount] = {};
+  hs_database* dbs[kClassCount][kGroups] = {};
   bool ok = true;
-  for (int c = 0; c < kClassCount && ok; ++c) {
-    std::uint64_t len = 0;
-    if (!get_u64(in, len) || len > in.size()) ok = false;
-    else if (len && hs_deserialize_database(in.data(), len, &dbs[c]) != HS_SUCCESS) ok = false;
-    if (ok) in.remove_prefix(len);
-  }
+  for (int c = 0; c < kClassCount && ok; ++c)
+    for (int g = 0; g < kGroups && ok; ++g) {
+      std::uint64_t len = 0;
+      if (!get_u64(in, len) || len > in.size()) ok = false;
+      else if (len && hs_deserialize_database(in.data(), len, &dbs[c][g]) != HS_SUCCESS) ok = false;
+      if (ok) in.remove_prefix(len);
+    }
   if (!ok || !in.empty()) {
-    for (auto* d : dbs)
-      if (d) hs_free_database(d);
+    for (auto& per_class : dbs)
+      for (auto* d : per_class)
+        if (d) hs_free_database(d);
     return false;
   }
-  engines_ = std::move(engines);
-  std::copy(std::begin(dbs), std::end(dbs), db_);
+  for (std::size_t i = 0; i < n; ++i) units_[i].engine = engines[i];
+  for (int c = 0; c < kClassCount; ++c)
+    for (int g = 0; g < kGroups; ++g) db_[c][g] = dbs[c][g];
   return true;
 }
 
@@ -469,8 +540,9 @@ void RuleSet::give_scratch(hs_scratch* s) const {
 struct RuleSet::State {
   hs_scratch* scratch = nullptr;
   pcre2_match_data* match_data = nullptr;
-  std::vector<std::uint8_t> matched;
-  std::vector<std::uint32_t> candidates;
+  std::vector<std::uint8_t> matched;      // by rule
+  std::vector<std::uint32_t> candidates;  // prefilter units
+  ScanCost* cost = nullptr;
   State() = default;
   State(const State&) = delete;
   State& operator=(const State&) = delete;
@@ -479,33 +551,100 @@ struct RuleSet::State {
   }
 };
 
-bool RuleSet::pcre_match(std::uint32_t id, std::string_view buf, State& st) const {
-  pcre2_code* code = pcre_[id];
+namespace {
+
+// Candidate bookkeeping of one hs_scan call.
+struct ScanCtx {
+  const std::vector<int>* key_of;
+  int key;
+  const std::uint32_t* rule_of;  // by unit
+  const Engine* engine_of;       // by unit
+  std::vector<std::uint8_t>* matched;
+  std::vector<std::uint32_t>* candidates;
+};
+
+int on_match(unsigned unit, unsigned long long, unsigned long long, unsigned, void* p) {
+  auto* c = static_cast<ScanCtx*>(p);
+  const auto rule = c->rule_of[unit];
+  if (c->key >= 0 && (*c->key_of)[rule] != c->key) return 0;
+  if ((*c->matched)[rule]) return 0;
+  if (c->engine_of[unit] == Engine::Prefilter) c->candidates->push_back(unit);
+  else (*c->matched)[rule] = 1;
+  return 0;
+}
+
+bool has_high_bytes(std::string_view buf) {
+  // Eight bytes at a time: this runs over every buffer before the scan.
+  std::size_t i = 0;
+  std::uint64_t acc = 0;
+  for (; i + 8 <= buf.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, buf.data() + i, 8);
+    acc |= w;
+  }
+  for (; i < buf.size(); ++i) acc |= static_cast<unsigned char>(buf[i]);
+  return (acc & 0x8080808080808080ull) != 0;
+}
+
+std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+}  // namespace
+
+bool RuleSet::pcre_match(std::uint32_t unit, std::string_view buf, State& st) const {
+  pcre2_code* code = units_[unit].code;
   if (!code) return false;
   // One ovector pair is enough to learn "matched"; the block is made once
   // per scan, the context (limits) once per set.
   if (!st.match_data) st.match_data = pcre2_match_data_create(1, nullptr);
+  const auto t0 = st.cost ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), 0, 0, st.match_data, match_ctx_);
+  if (st.cost) {
+    auto& c = st.cost->rules[units_[unit].rule];
+    ++c.pcre_runs;
+    c.pcre_ns += ns_since(t0);
+  }
   if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) limit_hits_.fetch_add(1, std::memory_order_relaxed);
   return rc >= 0;
 }
 
-Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const {
-  const int c = static_cast<int>(cls);
-  if (db_[c]) {
+Status RuleSet::scan_group(int c, int g, int key, std::string_view buf, State& st) const {
+  if (auto* db = db_[c][g]) {
     st.candidates.clear();
-    ScanCtx ctx{&rules_, &engines_, &key_of_, key, &st.matched, &st.candidates};
-    hs_error_t rc = hs_scan(db_[c], buf.empty() ? "" : buf.data(), static_cast<unsigned>(buf.size()), 0, st.scratch,
+    ScanCtx ctx{&key_of_, key, unit_rule_.data(), unit_engine_.data(), &st.matched, &st.candidates};
+    const auto t0 = st.cost ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    hs_error_t rc = hs_scan(db, buf.empty() ? "" : buf.data(), static_cast<unsigned>(buf.size()), 0, st.scratch,
                             on_match, &ctx);
+    if (st.cost) {
+      st.cost->hs_ns += ns_since(t0);
+      st.cost->hs_ns_group[g] += ns_since(t0);
+    }
     if (rc != HS_SUCCESS) return Error{Errc::ScanUnavailable, "hs_scan failed: " + std::to_string(rc)};
-    for (auto id : st.candidates)
-      if (!st.matched[id] && pcre_match(id, buf, st)) st.matched[id] = 1;
+    for (auto u : st.candidates) {
+      const auto rule = units_[u].rule;
+      if (st.matched[rule]) continue;
+      if (st.cost) ++st.cost->rules[rule].candidates;
+      if (pcre_match(u, buf, st)) {
+        st.matched[rule] = 1;
+        if (st.cost) ++st.cost->rules[rule].confirmed;
+      }
+    }
   }
-  for (auto id : pcre_only_[static_cast<std::size_t>(c)]) {
-    if (st.matched[id] || (key >= 0 && key_of_[id] != key)) continue;
-    if (pcre_match(id, buf, st)) st.matched[id] = 1;
+  for (auto u : pcre_only_[c][g]) {
+    const auto rule = units_[u].rule;
+    if (st.matched[rule] || (key >= 0 && key_of_[rule] != key)) continue;
+    if (pcre_match(u, buf, st)) st.matched[rule] = 1;
   }
   return {};
+}
+
+Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const {
+  const int c = static_cast<int>(cls);
+  if (auto s = scan_group(c, static_cast<int>(Group::Any), key, buf, st); !s) return s;
+  const Group g = has_high_bytes(buf) ? Group::High : Group::Ascii;
+  return scan_group(c, static_cast<int>(g), key, buf, st);
 }
 
 namespace {
@@ -532,8 +671,10 @@ std::string name_of(std::string_view v) {
 
 }  // namespace
 
-Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in) const {
+Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in, ScanCost* cost) const {
   State st;
+  st.cost = cost;
+  if (cost && cost->rules.size() != rules_.size()) cost->rules.assign(rules_.size(), RuleCost{});
   st.matched.assign(rules_.size(), 0);
   st.scratch = take_scratch();
   if (proto_scratch_ && !st.scratch) return Error{Errc::ScanUnavailable, "no Hyperscan scratch"};

@@ -9,26 +9,13 @@
 #include <set>
 #include <sstream>
 
+#include "common/text.hpp"
 #include "rules/ruleset.hpp"
 
 namespace moat::rules {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-std::string_view word(std::string_view& s) {
-  s = trim(s);
-  auto end = s.find_first_of(" \t");
-  auto w = s.substr(0, end);
-  s = end == std::string_view::npos ? std::string_view{} : trim(s.substr(end));
-  return w;
-}
 
 // SpamAssassin: '#' starts a comment unless escaped as "\#".
 std::string_view strip_comment(std::string_view l) {
@@ -45,7 +32,7 @@ std::string_view strip_comment(std::string_view l) {
 // Perl m// in its forms: /re/flags, m{re}flags, m!re!flags, m#re#flags.
 // Returns false when it is not one of them or has flags we cannot carry.
 bool perl_regex(std::string_view s, std::string& pattern, std::string& flags, std::string& why) {
-  s = trim(s);
+  s = trim_blanks(s);
   char open = 0, close = 0;
   if (s.starts_with("/")) {
     open = close = '/';
@@ -103,20 +90,20 @@ void SaImporter::skip(const std::string& where, const std::string& symbol, const
 }
 
 void SaImporter::line(std::string_view l, const std::string& file, unsigned lineno) {
-  l = trim(strip_comment(l));
+  l = trim_blanks(strip_comment(l));
   if (l.empty()) return;
   const std::string where = file + ":" + std::to_string(lineno);
   std::string_view rest = l;
-  std::string kind(word(rest));
+  std::string kind(take_word(rest));
   if (kind == "lang") return;  // translations of describe lines
   if (kind == "describe") {
-    std::string sym(word(rest));
+    std::string sym(take_word(rest));
     describe_[sym] = std::string(rest);
     return;
   }
   if (kind == "score") {
-    std::string sym(word(rest));
-    std::string_view first = word(rest);
+    std::string sym(take_word(rest));
+    std::string_view first = take_word(rest);
     double v = 0;
     auto [p, ec] = std::from_chars(first.data(), first.data() + first.size(), v);
     if (ec == std::errc() && p == first.data() + first.size() && is_symbol(sym)) {
@@ -126,20 +113,20 @@ void SaImporter::line(std::string_view l, const std::string& file, unsigned line
     return;
   }
   if (kind == "replace_tag" || kind == "replace_pre" || kind == "replace_post" || kind == "replace_inter") {
-    std::string name(word(rest));
+    std::string name(take_word(rest));
     auto& map = kind == "replace_tag" ? tags_ : kind == "replace_pre" ? pre_ : kind == "replace_post" ? post_ : inter_;
     map[name] = std::string(rest);
     return;
   }
   if (kind == "replace_rules") {
-    while (!rest.empty()) replace_rules_.emplace_back(word(rest));
+    while (!rest.empty()) replace_rules_.emplace_back(take_word(rest));
     return;
   }
-  if (kind == "replace_start") { start_ = std::string(word(rest)); return; }
-  if (kind == "replace_end") { end_ = std::string(word(rest)); return; }
+  if (kind == "replace_start") { start_ = std::string(take_word(rest)); return; }
+  if (kind == "replace_end") { end_ = std::string(take_word(rest)); return; }
   static const std::set<std::string> kRuleKinds{"header", "body", "rawbody", "uri", "full", "meta", "mimeheader"};
   if (!kRuleKinds.count(kind)) return;  // tflags, priority, if/endif, plugin settings...
-  std::string sym(word(rest));
+  std::string sym(take_word(rest));
   if (!is_symbol(sym)) return skip(where, sym, "symbol not usable");
   if (kind == "mimeheader") return skip(where, sym, "mimeheader rule");
   if (rest.starts_with("eval:")) return skip(where, sym, "eval: rule (Perl code)");
@@ -154,13 +141,13 @@ void SaImporter::line(std::string_view l, const std::string& file, unsigned line
   } else if (kind == "header") {
     r.cls = RuleClass::Header;
     if (rest.starts_with("exists:")) {
-      std::string name(trim(rest.substr(7)));
+      std::string name(trim_blanks(rest.substr(7)));
       if (pseudo_header(name)) return skip(where, sym, "pseudo-header " + name);
       r.exists = true;
       r.header = name;
     } else {
       if (rest.find("[if-unset:") != std::string_view::npos) return skip(where, sym, "[if-unset:] default");
-      std::string name(word(rest));
+      std::string name(take_word(rest));
       auto colon = name.find(':');
       if (colon != std::string::npos) {
         r.modifier = name.substr(colon + 1);
@@ -169,13 +156,13 @@ void SaImporter::line(std::string_view l, const std::string& file, unsigned line
           return skip(where, sym, "header modifier :" + r.modifier);
       }
       if (pseudo_header(name)) return skip(where, sym, "pseudo-header " + name);
-      std::string op(word(rest));
+      std::string op(take_word(rest));
       if (op != "=~" && op != "!~") return skip(where, sym, "header test '" + op.substr(0, 20) + "'");
       r.negate = op == "!~";
       r.header = name;
       if (!perl_regex(rest, r.pattern, r.flags, why)) return skip(where, sym, why);
     }
-    for (auto& c : r.header) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.header = lower(r.header);
   } else {
     r.cls = kind == "body" ? RuleClass::Body : kind == "rawbody" ? RuleClass::RawBody
             : kind == "uri" ? RuleClass::Uri : RuleClass::Full;

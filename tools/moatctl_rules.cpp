@@ -3,7 +3,7 @@
 //   moatctl rules check [DIR...]             parse + compile, print the engine split
 //   moatctl rules scan FILE... [--dir DIR]   symbols each message hits
 //   moatctl rules import-sa SADIR OUTDIR     convert *.cf into OUTDIR/sa.rules + sa.scores
-//   moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body] [--no-pcre] [--cache DIR]
+//   moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body] [--no-pcre] [--cache DIR] [--per-rule N]
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.hpp"
@@ -34,11 +35,59 @@ int usage() {
                "usage: moatctl rules check [DIR...]\n"
                "       moatctl rules scan FILE... [--dir DIR]\n"
                "       moatctl rules import-sa SADIR OUTDIR\n"
-               "       moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body|rawbody|full] [--no-pcre] [--cache DIR]\n");
+               "       moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body|rawbody|full] [--no-pcre] [--cache DIR] [--per-rule N]\n");
   return 2;
 }
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// CPU seconds of this process: on a shared machine the wall clock also
+// counts the time other processes held the cores.
+double cpu_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+// --per-rule: the rules that cost the most, by moat's PCRE2 time, by
+// prefilter candidates and by PCRE2 one-by-one time.
+void print_per_rule(const std::vector<rules::Rule>& rs, const rules::RuleSet& set, const rules::ScanCost& cost,
+                    const std::vector<double>& base_ns, std::size_t top) {
+  std::vector<std::size_t> idx(rs.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  auto engine = [&](std::size_t i) {
+    switch (set.engine(i)) {
+      case rules::Engine::Hyperscan: return "hs";
+      case rules::Engine::Prefilter: return "prefilter";
+      case rules::Engine::Pcre: return "pcre2";
+      default: return "-";
+    }
+  };
+  auto line = [&](std::size_t i) {
+    const auto& c = cost.rules[i];
+    std::printf("  %-28s %-9s %6zu B  pcre2 %8.3f s %7llu runs  cand %7llu conf %7llu  one-by-one %8.3f s\n",
+                rs[i].symbol.c_str(), engine(i), rs[i].pattern.size(), double(c.pcre_ns) / 1e9,
+                static_cast<unsigned long long>(c.pcre_runs), static_cast<unsigned long long>(c.candidates),
+                static_cast<unsigned long long>(c.confirmed), i < base_ns.size() ? base_ns[i] / 1e9 : 0.0);
+  };
+  std::uint64_t pcre_total = 0;
+  for (const auto& c : cost.rules) pcre_total += c.pcre_ns;
+  std::printf("per rule: hs_scan %.3f s (every buffer %.3f, non-ASCII buffers %.3f, ASCII variants %.3f), PCRE2 in moat %.3f s\n",
+              double(cost.hs_ns) / 1e9, double(cost.hs_ns_group[0]) / 1e9, double(cost.hs_ns_group[1]) / 1e9,
+              double(cost.hs_ns_group[2]) / 1e9, double(pcre_total) / 1e9);
+  std::sort(idx.begin(), idx.end(), [&](auto a, auto b) { return cost.rules[a].pcre_ns > cost.rules[b].pcre_ns; });
+  std::printf("top %zu by PCRE2 time in moat:\n", top);
+  for (std::size_t k = 0; k < std::min(top, idx.size()) && cost.rules[idx[k]].pcre_ns; ++k) line(idx[k]);
+  std::sort(idx.begin(), idx.end(), [&](auto a, auto b) {
+    return cost.rules[a].candidates - cost.rules[a].confirmed > cost.rules[b].candidates - cost.rules[b].confirmed;
+  });
+  std::printf("top %zu by prefilter false positives (candidates PCRE2 turned down):\n", top);
+  for (std::size_t k = 0; k < std::min(top, idx.size()) && cost.rules[idx[k]].candidates; ++k) line(idx[k]);
+  if (base_ns.empty()) return;
+  std::sort(idx.begin(), idx.end(), [&](auto a, auto b) { return base_ns[a] > base_ns[b]; });
+  std::printf("top %zu by PCRE2-JIT one-by-one time:\n", top);
+  for (std::size_t k = 0; k < std::min(top, idx.size()); ++k) line(idx[k]);
+}
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -56,9 +105,12 @@ std::vector<fs::path> dirs_from(const Context& ctx, const std::vector<fs::path>&
 }
 
 void print_report(const rules::CompileReport& r, std::size_t nrules) {
-  std::printf("%zu rules: %zu hyperscan, %zu prefilter+pcre2, %zu pcre2 only, %zu meta, %zu other; %s in %.3f s\n",
-              nrules, r.hyperscan, r.prefilter, r.pcre, r.meta, r.other, r.from_cache ? "loaded from cache" : "compiled",
-              r.seconds);
+  std::printf("%zu rules: %zu hyperscan, %zu prefilter+pcre2, %zu pcre2 only, %zu meta, %zu other; %zu with an ASCII variant; "
+              "%s in %.3f s",
+              nrules, r.hyperscan, r.prefilter, r.pcre, r.meta, r.other, r.ascii_variants,
+              r.from_cache ? "loaded from cache" : "compiled", r.seconds);
+  if (!r.from_cache) std::printf(" (%zu hs_compile_multi calls)", r.hs_compiles);
+  std::printf("\n");
 }
 
 int check(const Context& ctx, const Args& args) {
@@ -149,6 +201,7 @@ int bench(const Context& ctx, const Args& args) {
   std::size_t limit = 0;
   std::string cls_name = "body";
   bool run_pcre = true;
+  std::size_t per_rule = 0;
   fs::path keep_cache;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--dir" && i + 1 < args.size()) dirs.emplace_back(args[++i]);
@@ -156,6 +209,7 @@ int bench(const Context& ctx, const Args& args) {
     else if (args[i] == "--limit" && i + 1 < args.size()) limit = std::stoul(args[++i]);
     else if (args[i] == "--class" && i + 1 < args.size()) cls_name = args[++i];
     else if (args[i] == "--no-pcre") run_pcre = false;
+    else if (args[i] == "--per-rule" && i + 1 < args.size()) per_rule = std::stoul(args[++i]);
     else if (args[i] == "--cache" && i + 1 < args.size()) keep_cache = args[++i];
     else return usage();
   }
@@ -217,6 +271,7 @@ int bench(const Context& ctx, const Args& args) {
   // moat: one scan per message.
   std::vector<std::size_t> hits_moat(picked.size(), 0);
   auto t = Clock::now();
+  double cpu = cpu_now();
   for (const auto& b : bufs) {
     rules::Input in;
     if (cls == rules::RuleClass::Body) in.body = b;
@@ -230,8 +285,24 @@ int bench(const Context& ctx, const Args& args) {
     for (std::size_t i = 0; i < v->size(); ++i) hits_moat[i] += (*v)[i] != 0;
   }
   double secs = since(t);
-  std::printf("moat rules:          %8.2f s  %8.2f MB/s\n", secs, bytes / 1e6 / secs);
-  if (!run_pcre) return 0;
+  double cpu_secs = cpu_now() - cpu;
+  std::printf("moat rules:           %8.2f s  %8.2f MB/s   (cpu %.2f s, %.2f MB/s)\n", secs, bytes / 1e6 / secs, cpu_secs,
+              bytes / 1e6 / cpu_secs);
+  // The per-rule costs come from a second pass: timing each PCRE2 call
+  // would slow the measured one.
+  rules::ScanCost cost;
+  if (per_rule)
+    for (const auto& b : bufs) {
+      rules::Input in;
+      if (cls == rules::RuleClass::Body) in.body = b;
+      else if (cls == rules::RuleClass::RawBody) in.rawbody = b;
+      else in.full = b;
+      (void)(*set)->evaluate(in, &cost);
+    }
+  if (!run_pcre) {
+    if (per_rule) print_per_rule((*set)->rules(), **set, cost, {}, per_rule);
+    return 0;
+  }
 
   // PCRE2-JIT, one pattern at a time over each message: the baseline.
   std::vector<pcre2_code*> codes;
@@ -253,20 +324,27 @@ int bench(const Context& ctx, const Args& args) {
   pcre2_set_match_limit(mc, rules::kPcreMatchLimit);
   // One match block for all: the baseline pays for matching, not allocation.
   auto* md = pcre2_match_data_create(1, nullptr);
+  std::vector<double> base_ns(per_rule ? codes.size() : 0, 0.0);
   t = Clock::now();
+  cpu = cpu_now();
   for (const auto& b : bufs) {
     for (std::size_t i = 0; i < codes.size(); ++i) {
       if (!codes[i]) continue;
+      const auto t0 = per_rule ? Clock::now() : Clock::time_point{};
       int rc = pcre2_match(codes[i], reinterpret_cast<PCRE2_SPTR>(b.data()), b.size(), 0, 0, md, mc);
+      if (per_rule) base_ns[i] += std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
       hits_pcre[i] += rc >= 0;
     }
   }
   double psecs = since(t);
+  double pcpu_secs = cpu_now() - cpu;
   pcre2_match_data_free(md);
   pcre2_match_context_free(mc);
   for (auto* c : codes) pcre2_code_free(c);
-  std::printf("pcre2-jit one by one: %8.2f s  %8.2f MB/s\n", psecs, bytes / 1e6 / psecs);
-  std::printf("speed-up: %.1fx\n", psecs / secs);
+  std::printf("pcre2-jit one by one: %8.2f s  %8.2f MB/s   (cpu %.2f s, %.2f MB/s)\n", psecs, bytes / 1e6 / psecs,
+              pcpu_secs, bytes / 1e6 / pcpu_secs);
+  std::printf("speed-up: %.1fx (cpu %.1fx)\n", psecs / secs, pcpu_secs / cpu_secs);
+  if (per_rule) print_per_rule(rs, **set, cost, base_ns, per_rule);
   // The oracle: both engines must agree on every rule's hit count.
   std::size_t differ = 0;
   for (std::size_t i = 0; i < rs.size(); ++i)
