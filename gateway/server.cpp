@@ -46,6 +46,7 @@
 #include "gateway/smtp_session.hpp"
 #include "gateway/spool.hpp"
 #include "store/fs_store.hpp"
+#include "store/mail_io.hpp"
 #include "store/imap/session.hpp"
 #include "store/pop3/session.hpp"
 
@@ -113,6 +114,7 @@ class Server {
   asio::awaitable<void> refuse(tcp::socket sock, std::string reply);
   asio::awaitable<void> pop3_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer);
   asio::awaitable<void> imap_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer);
+  void mail_deps(store::SessionDeps& deps, const Runtime& rt, bool tls_available, bool implicit_tls);
   asio::awaitable<void> signals();
   bool drop_privileges(const std::string& user);
 
@@ -267,14 +269,16 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
                      asio::detached);
       continue;
     }
+    // IMAP and POP3 connections sit idle by the hundred: store::MailIo lets
+    // OpenSSL free its buffers between commands (bench/imap, idle memory).
     if (listener.mode == config::ListenerMode::Pop3 || listener.mode == config::ListenerMode::Pop3s) {
-      asio::co_spawn(strand, pop3_session(std::make_unique<TcpIo>(std::move(sock), rt->tls_pop3), listener, peer),
-                     asio::detached);
+      auto io = std::make_unique<store::MailIo>(std::move(sock), rt->tls_pop3);
+      asio::co_spawn(strand, pop3_session(std::move(io), listener, peer), asio::detached);
       continue;
     }
     if (listener.mode == config::ListenerMode::Imap || listener.mode == config::ListenerMode::Imaps) {
-      asio::co_spawn(strand, imap_session(std::make_unique<TcpIo>(std::move(sock), rt->tls_imap), listener, peer),
-                     asio::detached);
+      auto io = std::make_unique<store::MailIo>(std::move(sock), rt->tls_imap);
+      asio::co_spawn(strand, imap_session(std::move(io), listener, peer), asio::detached);
       continue;
     }
     SessionDeps deps{[this] { return runtime(); }, spool_.get(), directory_.get(), callout_.get(), queue_.get(),
@@ -292,18 +296,23 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
   }
 }
 
+// What IMAP and POP3 sessions take from the server and the configuration.
+void Server::mail_deps(store::SessionDeps& deps, const Runtime& rt, bool tls_available, bool implicit_tls) {
+  deps.store = store_.get();
+  deps.directory = directory_.get();
+  deps.blocking = &blocking_;
+  deps.hostname = rt.config->server.hostname;
+  deps.tls_available = tls_available;
+  deps.implicit_tls = implicit_tls;
+  deps.max_auth_failures = rt.config->limits.auth_failures;
+}
+
 // POP3 (store/pop3) on the same mailbox store as local delivery.
 asio::awaitable<void> Server::pop3_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer) {
   auto rt = runtime();
   store::pop3::Deps deps;
-  deps.store = store_.get();
-  deps.directory = directory_.get();
-  deps.blocking = &blocking_;
-  deps.hostname = rt->config->server.hostname;
-  deps.tls_available = rt->tls_pop3 != nullptr;
-  deps.implicit_tls = listener.mode == config::ListenerMode::Pop3s;
+  mail_deps(deps, *rt, rt->tls_pop3 != nullptr, listener.mode == config::ListenerMode::Pop3s);
   deps.command_timeout = std::max(rt->config->limits.command_timeout, std::chrono::seconds(600));
-  deps.max_auth_failures = rt->config->limits.auth_failures;
   log::info("pop3 connect from [" + peer.ip.str() + "] on " + listener.name);
   co_await store::pop3::run_session(std::move(deps), std::move(io));
   limiter_.release(peer.ip);
@@ -313,14 +322,8 @@ asio::awaitable<void> Server::pop3_session(std::unique_ptr<SessionIo> io, config
 asio::awaitable<void> Server::imap_session(std::unique_ptr<SessionIo> io, config::Listener listener, Peer peer) {
   auto rt = runtime();
   store::imap::Deps deps;
-  deps.store = store_.get();
-  deps.directory = directory_.get();
-  deps.blocking = &blocking_;
-  deps.hostname = rt->config->server.hostname;
-  deps.tls_available = rt->tls_imap != nullptr;
-  deps.implicit_tls = listener.mode == config::ListenerMode::Imaps;
+  mail_deps(deps, *rt, rt->tls_imap != nullptr, listener.mode == config::ListenerMode::Imaps);
   deps.max_append = rt->config->limits.message_size;
-  deps.max_auth_failures = rt->config->limits.auth_failures;
   log::info("imap connect from [" + peer.ip.str() + "] on " + listener.name);
   co_await store::imap::run_session(std::move(deps), std::move(io));
   limiter_.release(peer.ip);

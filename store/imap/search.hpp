@@ -59,6 +59,9 @@ class Search {
   static Result<Search> parse(const std::vector<proto::imap::Arg>& args, std::size_t first, const SearchScope& scope);
 
   bool needs_content() const { return needs_content_; }
+  // Only BODY and TEXT read past the header; the others (header fields,
+  // SENT* dates) can be given the header block alone.
+  bool needs_body() const { return needs_body_; }
   bool uses_modseq() const { return uses_modseq_; }
   const SearchReturn& ret() const { return ret_; }
   // IMAP4rev2: ESEARCH even without RETURN, which then means RETURN (ALL)
@@ -74,8 +77,13 @@ class Search {
   SearchKey root_;
   SearchReturn ret_;
   bool needs_content_ = false;
+  bool needs_body_ = false;
   bool uses_modseq_ = false;
 };
+
+// The header of a message with the blank line that ends it (all of it when
+// there is no blank line): what a Search without needs_body() is given.
+std::string_view header_block(std::string_view message);
 
 // Days since 1970-01-01 for an IMAP date ("1-Feb-1994") or an RFC 5322
 // Date field ("Tue, 1 Feb 1994 10:00:00 +0000"; time and zone ignored, as

@@ -124,10 +124,14 @@ struct Notifier {
 class Session {
  public:
   Session(Deps deps, std::unique_ptr<gateway::SessionIo> io, asio::any_io_executor ex)
-      : deps_(std::move(deps)), io_(std::move(io)), ex_(ex), timer_(ex), parser_(parser_options()) {}
+      : deps_(std::move(deps)),
+        io_(std::move(io)),
+        ex_(ex),
+        deadline_(ex, io_.get(), deps_.command_timeout),
+        parser_(parser_options()) {}
 
   asio::awaitable<void> run() {
-    co_await (dialogue() || watchdog());
+    co_await (dialogue() || deadline_.watch());
     watch_.reset();
     io_->close();
   }
@@ -140,22 +144,7 @@ class Session {
   }
 
   // ------------------------------------------------------------ I/O ---
-  asio::awaitable<void> watchdog() {
-    while (!done_) {
-      boost::system::error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (done_) break;
-      if (Clock::now() >= deadline_) {
-        io_->cancel();
-        deadline_ = Clock::time_point::max();
-        timer_.expires_at(deadline_);
-      }
-    }
-  }
-  void set_deadline() {
-    deadline_ = Clock::now() + deps_.command_timeout;
-    timer_.expires_at(deadline_);
-  }
+  void set_deadline() { deadline_.restart(); }
   asio::awaitable<bool> send(std::string text) {
     if (!pending_.empty()) {  // FETCH responses held back to share this write
       pending_ += text;
@@ -222,7 +211,7 @@ class Session {
       alive = co_await command(ev.command);
     }
     done_ = true;
-    timer_.cancel();
+    deadline_.stop();
   }
 
   asio::awaitable<bool> on_error(const ip::Event& ev) {
@@ -367,9 +356,9 @@ class Session {
       }
       if (proto::sasl::is_cancel(response)) co_return co_await bad(c, "authentication cancelled");
     }
-    auto creds = proto::sasl::decode_plain(response);
-    if (!creds || (!creds->authzid.empty() && creds->authzid != creds->authcid)) co_return co_await auth_failed(c);
-    co_return co_await login(c, creds->authcid, creds->password);
+    auto creds = plain_login(response);
+    if (!creds) co_return co_await auth_failed(c);
+    co_return co_await login(c, std::move(creds->user), std::move(creds->password));
   }
 
   asio::awaitable<bool> auth_failed(const ip::Command& c) {
@@ -885,8 +874,7 @@ class Session {
   Deps deps_;
   std::unique_ptr<gateway::SessionIo> io_;
   asio::any_io_executor ex_;
-  asio::steady_timer timer_;
-  Clock::time_point deadline_ = Clock::time_point::max();
+  Deadline deadline_;
   ip::Parser parser_;
   bool done_ = false;
   bool idling_ = false;
@@ -1307,11 +1295,21 @@ asio::awaitable<bool> Session::search(const ip::Command& c, std::size_t first, b
     const Search* q = &query;
     hit = co_await blocking([st, &user, &box, msgs, q] {
       std::vector<bool> h(msgs->size(), false);
-      for (std::size_t i = 0; i < msgs->size(); ++i) {
-        auto content = st->fetch(user, box, (*msgs)[i].uid);
-        if (!content) continue;
-        const auto message = mime::parse(*content);
-        h[i] = q->matches((*msgs)[i], std::uint32_t(i + 1), &message, *content);
+      // Read in windows (one index lock per window, as FETCH does).
+      constexpr std::size_t kWindow = 64;
+      std::vector<std::uint32_t> uids;
+      for (std::size_t at = 0; at < msgs->size(); at += kWindow) {
+        const std::size_t end = std::min(msgs->size(), at + kWindow);
+        uids.clear();
+        for (std::size_t i = at; i < end; ++i) uids.push_back((*msgs)[i].uid);
+        auto contents = st->fetch_many(user, box, uids);
+        for (std::size_t i = at; i < end; ++i) {
+          if (!contents[i - at]) continue;
+          std::string_view content = *contents[i - at];
+          if (!q->needs_body()) content = header_block(content);  // no MIME walk of the body
+          const auto message = mime::parse(content);
+          h[i] = q->matches((*msgs)[i], std::uint32_t(i + 1), &message, content);
+        }
       }
       return h;
     });

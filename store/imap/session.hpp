@@ -10,37 +10,17 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <chrono>
 #include <cstdint>
 #include <memory>
-#include <string>
 
 #include "gateway/session_io.hpp"
-
-namespace moat::directory {
-class Directory;
-}
-
-namespace moat::store {
-class MailboxStore;
-}
+#include "store/session_base.hpp"
 
 namespace moat::store::imap {
 
-namespace asio = boost::asio;
-
-struct Deps {
-  MailboxStore* store = nullptr;
-  directory::Directory* directory = nullptr;
-  asio::thread_pool* blocking = nullptr;
-  std::string hostname = "localhost";
-  bool tls_available = false;
-  bool implicit_tls = false;
-  std::chrono::seconds command_timeout{1800};  // RFC 9051 §5.4: at least 30 minutes idle
+struct Deps : SessionDeps {
+  Deps() { command_timeout = std::chrono::seconds(1800); }  // RFC 9051 §5.4: at least 30 minutes idle
   std::uint64_t max_append = 10 * 1024 * 1024;
-  unsigned max_auth_failures = 3;
-  unsigned max_errors = 20;
 };
 
 asio::awaitable<void> run_session(Deps deps, std::unique_ptr<gateway::SessionIo> io);

@@ -9,8 +9,6 @@
 #include "store/pop3/session.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
@@ -28,7 +26,6 @@ namespace moat::store::pop3 {
 
 using namespace asio::experimental::awaitable_operators;
 using proto::pop3::Verb;
-using Clock = std::chrono::steady_clock;
 
 std::string uidl(std::uint32_t uid, std::uint32_t uidvalidity) {
   char buf[17];
@@ -43,10 +40,10 @@ constexpr std::size_t kRead = 4096;
 class Session {
  public:
   Session(Deps deps, std::unique_ptr<gateway::SessionIo> io, asio::any_io_executor ex)
-      : deps_(std::move(deps)), io_(std::move(io)), timer_(ex) {}
+      : deps_(std::move(deps)), io_(std::move(io)), deadline_(ex, io_.get(), deps_.command_timeout) {}
 
   asio::awaitable<void> run() {
-    co_await (dialogue() || watchdog());
+    co_await (dialogue() || deadline_.watch());
     io_->close();
   }
 
@@ -56,22 +53,7 @@ class Session {
     bool deleted = false;
   };
 
-  asio::awaitable<void> watchdog() {
-    while (!done_) {
-      boost::system::error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (done_) break;
-      if (Clock::now() >= deadline_) {
-        io_->cancel();
-        deadline_ = Clock::time_point::max();
-        timer_.expires_at(deadline_);
-      }
-    }
-  }
-  void set_deadline() {
-    deadline_ = Clock::now() + deps_.command_timeout;
-    timer_.expires_at(deadline_);
-  }
+  void set_deadline() { deadline_.restart(); }
 
   asio::awaitable<bool> send(std::string text) {
     auto st = co_await io_->write(text);
@@ -121,7 +103,7 @@ class Session {
       alive = co_await command(ev.command);
     }
     done_ = true;
-    timer_.cancel();
+    deadline_.stop();
   }
 
   asio::awaitable<bool> bad(std::string_view text) {
@@ -222,10 +204,9 @@ class Session {
       }
       if (proto::sasl::is_cancel(response)) co_return co_await err("authentication cancelled");
     }
-    auto creds = proto::sasl::decode_plain(response);
+    auto creds = plain_login(response);
     if (!creds) co_return co_await failed();
-    if (!creds->authzid.empty() && creds->authzid != creds->authcid) co_return co_await failed();
-    co_return co_await login(creds->authcid, creds->password);
+    co_return co_await login(std::move(creds->user), std::move(creds->password));
   }
 
   asio::awaitable<bool> failed() {
@@ -360,8 +341,7 @@ class Session {
 
   Deps deps_;
   std::unique_ptr<gateway::SessionIo> io_;
-  asio::steady_timer timer_;
-  Clock::time_point deadline_ = Clock::time_point::max();
+  Deadline deadline_;
   proto::pop3::Parser parser_;
   bool done_ = false;
   unsigned errors_ = 0;

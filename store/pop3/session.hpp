@@ -7,37 +7,16 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "gateway/session_io.hpp"
-
-namespace moat::directory {
-class Directory;
-}
-
-namespace moat::store {
-class MailboxStore;
-}
+#include "store/session_base.hpp"
 
 namespace moat::store::pop3 {
 
-namespace asio = boost::asio;
-
-struct Deps {
-  MailboxStore* store = nullptr;
-  directory::Directory* directory = nullptr;
-  asio::thread_pool* blocking = nullptr;
-  std::string hostname = "localhost";
-  bool tls_available = false;         // a TLS context exists: STLS offered before TLS
-  bool implicit_tls = false;          // pop3s (RFC 8314): handshake first
-  std::chrono::seconds command_timeout{600};  // RFC 1939 §3: at least 10 minutes
-  unsigned max_auth_failures = 3;
-  unsigned max_errors = 20;           // unknown/bad commands, then the session ends
-};
+struct Deps : SessionDeps {};  // command_timeout: RFC 1939 §3 asks for at least 10 minutes
 
 // UIDL of a message: 8 hex digits of the UID, 8 of UIDVALIDITY.
 std::string uidl(std::uint32_t uid, std::uint32_t uidvalidity);

@@ -69,8 +69,19 @@ void search(const ip::Command& c, std::size_t first) {
     for (const char* m : kMessages) v.push_back(mime::parse(m));
     return v;
   }();
-  for (std::size_t i = 0; i < msgs.size(); ++i)
-    if (s->matches(msgs[i], std::uint32_t(i + 1), &parsed[i], kMessages[i])) hits.push_back(std::uint32_t(i + 1));
+  static const std::vector<mime::Message> heads = [] {
+    std::vector<mime::Message> v;
+    for (const char* m : kMessages) v.push_back(mime::parse(header_block(m)));
+    return v;
+  }();
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    const bool hit = s->matches(msgs[i], std::uint32_t(i + 1), &parsed[i], kMessages[i]);
+    if (hit) hits.push_back(std::uint32_t(i + 1));
+    // Without BODY/TEXT the session hands over the header block alone: it
+    // must answer exactly as the whole message does.
+    if (!s->needs_body() && hit != s->matches(msgs[i], std::uint32_t(i + 1), &heads[i], header_block(kMessages[i])))
+      std::abort();
+  }
   SearchReturn all_count = s->ret();
   all_count.count = true;
   const std::string text = esearch_response(c.tag, false, all_count, hits, std::nullopt);

@@ -81,7 +81,9 @@ std::string run(const std::string& keys, const std::vector<std::uint32_t>* saved
   if (!s) return s.error().code == Errc::NotImplemented ? "BADCHARSET" : "BAD";
   std::string out;
   for (std::size_t i = 0; i < kBox.size(); ++i) {
-    const std::string content = kMessages[i];
+    // What the session gives it: the header block alone unless BODY/TEXT.
+    const std::string whole = kMessages[i];
+    const std::string content(s->needs_body() ? std::string_view(whole) : header_block(whole));
     const auto parsed = mime::parse(content);
     if (s->matches(kBox[i], std::uint32_t(i + 1), s->needs_content() ? &parsed : nullptr, content))
       out += (out.empty() ? "" : " ") + std::to_string(i + 1);
@@ -164,6 +166,22 @@ TEST_CASE("SEARCH $ is the saved result (SEARCHRES)", "[imap][imapext]") {
   CHECK(run("$", &saved) == "2 3");
   CHECK(run("$ SEEN", &saved) == "3");
   CHECK(run("$") == "");  // nothing saved yet
+}
+
+TEST_CASE("SEARCH reads bodies only for BODY and TEXT", "[imap][imapext]") {
+  auto needs = [](const std::string& keys) {
+    auto s = Search::parse(parse_one("a SEARCH " + keys + "\r\n").args, 0, SearchScope{});
+    REQUIRE(s);
+    return std::pair(s->needs_content(), s->needs_body());
+  };
+  CHECK(needs("SEEN") == std::pair(false, false));
+  CHECK(needs("SUBJECT x SENTBEFORE 1-Jan-2000") == std::pair(true, false));
+  CHECK(needs("NOT OR SEEN (BODY x)") == std::pair(true, true));
+  CHECK(needs("OR TEXT x SEEN") == std::pair(true, true));
+  CHECK(header_block("A: b\r\nC: d\r\n\r\nbody\r\n\r\nmore") == "A: b\r\nC: d\r\n\r\n");
+  CHECK(header_block("A: b\nC: d\n\nbody\r\n\r\n") == "A: b\nC: d\n\n");
+  CHECK(header_block("\r\nbody") == "\r\n");
+  CHECK(header_block("A: b\r\n") == "A: b\r\n");
 }
 
 TEST_CASE("ESEARCH and SEARCH responses", "[imap][imapext]") {
