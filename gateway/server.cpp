@@ -46,7 +46,6 @@
 #include "gateway/smtp_session.hpp"
 #include "gateway/spool.hpp"
 #include "store/fs_store.hpp"
-#include "store/mail_io.hpp"
 #include "store/imap/session.hpp"
 #include "store/pop3/session.hpp"
 
@@ -269,15 +268,13 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, config::Liste
                      asio::detached);
       continue;
     }
-    // IMAP and POP3 connections sit idle by the hundred: store::MailIo lets
-    // OpenSSL free its buffers between commands (bench/imap, idle memory).
     if (listener.mode == config::ListenerMode::Pop3 || listener.mode == config::ListenerMode::Pop3s) {
-      auto io = std::make_unique<store::MailIo>(std::move(sock), rt->tls_pop3);
+      auto io = std::make_unique<TcpIo>(std::move(sock), rt->tls_pop3);
       asio::co_spawn(strand, pop3_session(std::move(io), listener, peer), asio::detached);
       continue;
     }
     if (listener.mode == config::ListenerMode::Imap || listener.mode == config::ListenerMode::Imaps) {
-      auto io = std::make_unique<store::MailIo>(std::move(sock), rt->tls_imap);
+      auto io = std::make_unique<TcpIo>(std::move(sock), rt->tls_imap);
       asio::co_spawn(strand, imap_session(std::move(io), listener, peer), asio::detached);
       continue;
     }

@@ -1,4 +1,4 @@
-// Unit tests for store/mail_io: the IMAP/POP3 byte stream against a real
+// Unit tests for gateway/session_io: the byte stream under every session against a real
 // TLS client (Asio's ssl::stream) over loopback TCP: implicit TLS (RFC 8314)
 // and STARTTLS (RFC 2595), a write far larger than the socket buffers (the
 // WANT_WRITE path), the deadline's cancel(), a peer that goes away, and a
@@ -19,7 +19,7 @@
 #include <string>
 
 #include "common/tls.hpp"
-#include "store/mail_io.hpp"
+#include "gateway/session_io.hpp"
 #include "tests/support/run.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -33,7 +33,7 @@ namespace {
 using ClientStream = asio::ssl::stream<tcp::socket>;
 
 struct Pair {
-  std::unique_ptr<store::MailIo> server;
+  std::unique_ptr<gateway::TcpIo> server;
   std::unique_ptr<ClientStream> client;
 };
 
@@ -52,7 +52,7 @@ struct Fixture {
   }
 };
 
-// A connected loopback pair: the server end in a MailIo, the client end
+// A connected loopback pair: the server end in a TcpIo, the client end
 // plain TCP under a not yet started TLS client.
 asio::awaitable<Pair> connect(Fixture* f) {
   auto ex = co_await asio::this_coro::executor;
@@ -61,7 +61,7 @@ asio::awaitable<Pair> connect(Fixture* f) {
   p.client = std::make_unique<ClientStream>(tcp::socket(ex), f->client_ctx);
   co_await p.client->next_layer().async_connect(acc.local_endpoint(), asio::use_awaitable);
   tcp::socket s = co_await acc.async_accept(asio::use_awaitable);
-  p.server = std::make_unique<store::MailIo>(std::move(s), f->server_ctx);
+  p.server = std::make_unique<gateway::TcpIo>(std::move(s), f->server_ctx);
   co_return p;
 }
 
@@ -77,7 +77,7 @@ asio::awaitable<bool> both_handshake(Pair* p) {
 }
 
 // Reads from the server side until `want` bytes have arrived.
-asio::awaitable<std::string> server_read(store::MailIo* io, std::size_t want) {
+asio::awaitable<std::string> server_read(gateway::TcpIo* io, std::size_t want) {
   std::string got;
   char buf[1000];
   while (got.size() < want) {
@@ -143,13 +143,13 @@ asio::awaitable<TlsExchange> starttls(Fixture* f) {
   co_return out;
 }
 
-asio::awaitable<void> cancel_after(store::MailIo* io, std::chrono::milliseconds d) {
+asio::awaitable<void> cancel_after(gateway::TcpIo* io, std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);
   co_await t.async_wait(asio::use_awaitable);
   io->cancel();
 }
 
-asio::awaitable<Errc> read_error(store::MailIo* io) {
+asio::awaitable<Errc> read_error(gateway::TcpIo* io) {
   char buf[64];
   auto r = co_await io->read_some(buf, sizeof buf);
   co_return r ? Errc::TempFailure : r.error().code;  // TempFailure: "it read something"
@@ -185,8 +185,8 @@ asio::awaitable<Result<bool>> not_tls(Fixture* f) {
 
 }  // namespace
 
-TEST_CASE("mail_io: implicit TLS carries both directions byte for byte, a 3 MiB write included",
-          "[store][mailio]") {
+TEST_CASE("session_io: implicit TLS carries both directions byte for byte, a 3 MiB write included",
+          "[net][session_io]") {
   Fixture f;
   auto r = test::run_on(f.io, [&f](asio::io_context&) { return implicit_tls(&f); }, 1);
   CHECK(r.handshake);
@@ -198,7 +198,7 @@ TEST_CASE("mail_io: implicit TLS carries both directions byte for byte, a 3 MiB 
   CHECK(r.to_client == pattern(3 << 20));
 }
 
-TEST_CASE("mail_io: STARTTLS after a plaintext exchange", "[store][mailio]") {
+TEST_CASE("session_io: STARTTLS after a plaintext exchange", "[net][session_io]") {
   Fixture f;
   auto r = test::run_on(f.io, [&f](asio::io_context&) { return starttls(&f); }, 1);
   CHECK_FALSE(r.active);
@@ -209,17 +209,17 @@ TEST_CASE("mail_io: STARTTLS after a plaintext exchange", "[store][mailio]") {
   CHECK(r.version == "TLSv1.3");
 }
 
-TEST_CASE("mail_io: cancel() ends an idle TLS read as a timeout", "[store][mailio]") {
+TEST_CASE("session_io: cancel() ends an idle TLS read as a timeout", "[net][session_io]") {
   Fixture f;
   CHECK(test::run_on(f.io, [&f](asio::io_context&) { return cancelled_read(&f); }, 1) == Errc::Timeout);
 }
 
-TEST_CASE("mail_io: a peer that drops the connection is an I/O error", "[store][mailio]") {
+TEST_CASE("session_io: a peer that drops the connection is an I/O error", "[net][session_io]") {
   Fixture f;
   CHECK(test::run_on(f.io, [&f](asio::io_context&) { return peer_gone(&f); }, 1) == Errc::IoError);
 }
 
-TEST_CASE("mail_io: plaintext instead of a ClientHello fails the handshake", "[store][mailio]") {
+TEST_CASE("session_io: plaintext instead of a ClientHello fails the handshake", "[net][session_io]") {
   Fixture f;
   auto r = test::run_on(f.io, [&f](asio::io_context&) { return not_tls(&f); }, 1);
   REQUIRE_FALSE(r);
