@@ -30,6 +30,7 @@
 #include "filters/policy.hpp"
 #include "common/blocking.hpp"
 #include "gateway/callout.hpp"
+#include "gateway/deadline.hpp"
 #include "gateway/quarantine_admin.hpp"
 #include "gateway/sender_lists.hpp"
 #include "gateway/queue/manager.hpp"
@@ -116,7 +117,7 @@ class Session {
         listener_(std::move(listener)),
         peer_(peer),
         parser_(parser_options()),
-        timer_(ex) {}
+        deadline_(ex, io_.get()) {}
 
   asio::awaitable<void> run();
 
@@ -125,11 +126,6 @@ class Session {
 
  private:
   // --- I/O with deadlines ---
-  void set_deadline(Clock::time_point when) {
-    deadline_ = when;
-    timer_.expires_at(when);  // wakes the watchdog so it re-arms
-  }
-  asio::awaitable<void> watchdog();
   asio::awaitable<bool> fill();      // read more bytes into the parser; false on EOF/timeout
   asio::awaitable<bool> reply(std::string_view text);  // one reply; "CODE text" lines joined by \n
   asio::awaitable<bool> reply(Errc e, std::string_view detail = {});
@@ -189,10 +185,7 @@ class Session {
   config::Listener listener_;
   Peer peer_;
   smtp::Parser parser_;
-  asio::steady_timer timer_;
-  Clock::time_point deadline_ = Clock::time_point::max();
-  bool timed_out_ = false;
-  bool done_ = false;
+  Deadline deadline_;
 
   // session state, reset by STARTTLS
   bool greeted_ = false;    // HELO or EHLO seen
@@ -212,20 +205,6 @@ class Session {
   unsigned n_commands_ = 0;
 };
 
-asio::awaitable<void> Session::watchdog() {
-  while (!done_) {
-    boost::system::error_code ec;
-    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (done_) break;
-    if (Clock::now() >= deadline_) {
-      timed_out_ = true;
-      io_->cancel();
-      deadline_ = Clock::time_point::max();
-      timer_.expires_at(deadline_);
-    }
-  }
-}
-
 asio::awaitable<bool> Session::fill() {
   // Commands arrive in small reads; message data in large ones. The large
   // buffer exists only once a session sends a message, so an idle
@@ -240,11 +219,10 @@ asio::awaitable<bool> Session::fill() {
   }
   auto got = co_await io_->read_some(buf, size);
   if (!got) {
-    if (timed_out_) {
+    if (deadline_.take_fired()) {
       counters().timeouts.inc();
       log::info("timeout after " + std::string(in_mail_ ? "DATA" : "command") + " from " + client_name());
-      timed_out_ = false;
-      set_deadline(Clock::now() + std::chrono::seconds(5));  // bound the 421 write
+      deadline_.after(std::chrono::seconds(5));  // bound the 421 write
       co_await reply(Errc::Timeout, std::string(cfg_.server.hostname) + " Error: timeout exceeded");
     }
     co_return false;
@@ -362,7 +340,7 @@ asio::awaitable<bool> Session::check_connect() {
 // has finished before the Session is destroyed.
 asio::awaitable<void> Session::run() {
   counters().connections.inc();
-  co_await (dialogue() || watchdog());
+  co_await (dialogue() || deadline_.watch());
   reset_transaction();
   io_->close();
   log::info("disconnect from " + client_name() + " commands=" + std::to_string(n_commands_));
@@ -375,7 +353,7 @@ asio::awaitable<void> Session::dialogue() {
   ctx_.envelope.client.port = peer_.port;
   log::info("connect from " + client_name());
 
-  set_deadline(Clock::now() + cfg_.limits.command_timeout);
+  deadline_.after(cfg_.limits.command_timeout);
   bool ok = true;
   if (listener_.mode == config::ListenerMode::Submissions) {
     Status tls{Errc::NotImplemented};
@@ -402,7 +380,7 @@ asio::awaitable<void> Session::dialogue() {
     auto ev = parser_.next();
     switch (ev.kind) {
       case smtp::Event::Kind::NeedMore:
-        if (parser_.between_commands()) set_deadline(Clock::now() + cfg_.limits.command_timeout);
+        if (parser_.between_commands()) deadline_.after(cfg_.limits.command_timeout);
         ok = co_await fill();
         break;
       case smtp::Event::Kind::Command:
@@ -417,8 +395,7 @@ asio::awaitable<void> Session::dialogue() {
         break;
     }
   }
-  done_ = true;
-  timer_.cancel();
+  deadline_.stop();
 }
 
 asio::awaitable<bool> Session::on_command(const smtp::Command& cmd) {
@@ -511,7 +488,7 @@ asio::awaitable<Result<std::string>> Session::auth_challenge(std::string_view pr
   for (;;) {
     auto ev = parser_.next();
     if (ev.kind == smtp::Event::Kind::NeedMore) {
-      if (parser_.between_commands()) set_deadline(Clock::now() + cfg_.limits.command_timeout);
+      if (parser_.between_commands()) deadline_.after(cfg_.limits.command_timeout);
       if (bool more = co_await fill(); !more) co_return Error{Errc::IoError, "connection lost"};
       continue;
     }
@@ -723,7 +700,7 @@ asio::awaitable<bool> Session::on_data() {
   if (bool sent = co_await reply("354 End data with <CR><LF>.<CR><LF>"); !sent) co_return false;
   if (rt_->pipeline) rt_->pipeline->open_taps(ctx_);
   parser_.start_data();
-  set_deadline(Clock::now() + cfg_.limits.data_timeout);  // one deadline for the whole DATA phase
+  deadline_.after(cfg_.limits.data_timeout);  // one deadline for the whole DATA phase
   for (;;) {
     auto ev = parser_.next();
     switch (ev.kind) {
@@ -764,7 +741,7 @@ asio::awaitable<bool> Session::on_bdat(const smtp::Command& cmd) {
     if (rt_->pipeline) rt_->pipeline->open_taps(ctx_);
   }
   parser_.start_bdat(cmd.bdat_size, cmd.bdat_last);
-  set_deadline(Clock::now() + cfg_.limits.data_timeout);
+  deadline_.after(cfg_.limits.data_timeout);
   Status chunk_status;
   for (;;) {
     auto ev = parser_.next();

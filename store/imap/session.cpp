@@ -14,7 +14,6 @@
 // FETCH FLAGS; it runs on NOOP, IDLE wake-ups and after every command that
 // may see other sessions' changes.
 #include "store/imap/session.hpp"
-#include "common/text.hpp"
 
 #include <algorithm>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -37,7 +36,9 @@
 #include "common/proto/imap/structure.hpp"
 #include "common/proto/mime/mime.hpp"
 #include "common/proto/sasl.hpp"
+#include "common/text.hpp"
 #include "directory/directory.hpp"
+#include "gateway/deadline.hpp"
 #include "store/imap/condstore.hpp"
 #include "store/imap/list.hpp"
 #include "store/imap/search.hpp"
@@ -127,7 +128,7 @@ class Session {
       : deps_(std::move(deps)),
         io_(std::move(io)),
         ex_(ex),
-        deadline_(ex, io_.get(), deps_.command_timeout),
+        deadline_(ex, io_.get()),
         parser_(parser_options()) {}
 
   asio::awaitable<void> run() {
@@ -144,7 +145,7 @@ class Session {
   }
 
   // ------------------------------------------------------------ I/O ---
-  void set_deadline() { deadline_.restart(); }
+  void set_deadline() { deadline_.after(deps_.command_timeout); }
   asio::awaitable<bool> send(std::string text) {
     if (!pending_.empty()) {  // FETCH responses held back to share this write
       pending_ += text;
@@ -874,7 +875,7 @@ class Session {
   Deps deps_;
   std::unique_ptr<gateway::SessionIo> io_;
   asio::any_io_executor ex_;
-  Deadline deadline_;
+  gateway::Deadline deadline_;
   ip::Parser parser_;
   bool done_ = false;
   bool idling_ = false;

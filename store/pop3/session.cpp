@@ -20,6 +20,7 @@
 #include "common/proto/pop3/parser.hpp"
 #include "common/proto/sasl.hpp"
 #include "directory/directory.hpp"
+#include "gateway/deadline.hpp"
 #include "store/mailbox_store.hpp"
 
 namespace moat::store::pop3 {
@@ -40,7 +41,7 @@ constexpr std::size_t kRead = 4096;
 class Session {
  public:
   Session(Deps deps, std::unique_ptr<gateway::SessionIo> io, asio::any_io_executor ex)
-      : deps_(std::move(deps)), io_(std::move(io)), deadline_(ex, io_.get(), deps_.command_timeout) {}
+      : deps_(std::move(deps)), io_(std::move(io)), deadline_(ex, io_.get()) {}
 
   asio::awaitable<void> run() {
     co_await (dialogue() || deadline_.watch());
@@ -53,7 +54,7 @@ class Session {
     bool deleted = false;
   };
 
-  void set_deadline() { deadline_.restart(); }
+  void set_deadline() { deadline_.after(deps_.command_timeout); }
 
   asio::awaitable<bool> send(std::string text) {
     auto st = co_await io_->write(text);
@@ -341,7 +342,7 @@ class Session {
 
   Deps deps_;
   std::unique_ptr<gateway::SessionIo> io_;
-  Deadline deadline_;
+  gateway::Deadline deadline_;
   proto::pop3::Parser parser_;
   bool done_ = false;
   unsigned errors_ = 0;
