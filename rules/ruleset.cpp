@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kCacheMagic = "MOATRS03";
+constexpr std::string_view kCacheMagic = "MOATRS04";
 
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -143,6 +143,7 @@ RuleSet::~RuleSet() {
   for (auto& per_class : db_)
     for (auto* d : per_class)
       if (d) hs_free_database(d);
+  if (stream_db_) hs_free_database(stream_db_);
   for (auto* s : scratch_pool_) hs_free_scratch(s);
   if (proto_scratch_) hs_free_scratch(proto_scratch_);
 }
@@ -302,6 +303,9 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
       if (!d) continue;
       if (hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
     }
+  if (stream_db_ && hs_alloc_scratch(stream_db_, &proto_scratch_) != HS_SUCCESS)
+    return Error{Errc::Invalid, "hs_alloc_scratch failed"};
+  rep.full_stream = stream_db_ != nullptr;
   // The limits bound backtracking on hostile input (e.g. nested repeats).
   match_ctx_ = pcre2_match_context_create(nullptr);
   pcre2_set_match_limit(match_ctx_, kPcreMatchLimit);
@@ -385,7 +389,47 @@ Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) 
     rep.hs_compiles += j.compiles;
     if (!j.status) return j.status;
   }
+  // After the block databases: they settle each unit's engine.
+  build_stream_database(rep.hs_compiles);
   return {};
+}
+
+RuleSet::HsBuild RuleSet::compile_units(const std::function<bool(const Unit&)>& pick, unsigned mode) const {
+  std::vector<std::string> pats;
+  std::vector<unsigned> flags, ids;
+  for (std::uint32_t u = 0; u < units_.size(); ++u) {
+    const auto& unit = units_[u];
+    if (unit.engine != Engine::Hyperscan && unit.engine != Engine::Prefilter) continue;
+    if (!pick(unit)) continue;
+    const auto& r = rules_[unit.rule];
+    pats.push_back(hs_pattern(r, unit.pattern));
+    flags.push_back(hs_flags(r) | (unit.engine == Engine::Prefilter ? HS_FLAG_PREFILTER : 0));
+    ids.push_back(u);
+  }
+  HsBuild out;
+  if (pats.empty()) return out;
+  out.ran = true;
+  std::vector<const char*> ptrs;
+  for (auto& p : pats) ptrs.push_back(p.c_str());
+  hs_compile_error_t* err = nullptr;
+  if (hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()), mode, nullptr,
+                       &out.db, &err) != HS_SUCCESS) {
+    out.db = nullptr;
+    out.error = err && err->message ? err->message : "unknown error";
+    if (err && err->expression >= 0) out.refused = long(ids[static_cast<std::size_t>(err->expression)]);
+  }
+  if (err) hs_free_compile_error(err);
+  return out;
+}
+
+// The full class in stream mode: every Hyperscan and Prefilter unit of all
+// three groups, so the hits of the group the message turns out to need (known
+// only at the end) are there. All or nothing: if Hyperscan refuses any of
+// them in stream mode, the set has no stream and end of data block-scans.
+void RuleSet::build_stream_database(std::size_t& compiles) {
+  HsBuild b = compile_units([this](const Unit& u) { return rules_[u.rule].cls == RuleClass::Full; }, HS_MODE_STREAM);
+  compiles += b.ran;
+  stream_db_ = b.db;
 }
 
 // One (class, group) database. hs_compile_multi names the first expression
@@ -393,38 +437,26 @@ Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) 
 // (expression_info does not catch everything). Only this job's units are
 // touched, so jobs run in parallel.
 Status RuleSet::build_database(int c, int g, std::size_t& compiles) {
+  auto mine = [c, g, this](const Unit& u) {
+    return static_cast<int>(rules_[u.rule].cls) == c && static_cast<int>(u.group) == g;
+  };
   for (;;) {
-    std::vector<std::string> pats;
-    std::vector<const char*> ptrs;
-    std::vector<unsigned> flags, ids;
-    for (std::uint32_t u = 0; u < units_.size(); ++u) {
-      const auto& unit = units_[u];
-      const auto& r = rules_[unit.rule];
-      if (static_cast<int>(r.cls) != c || static_cast<int>(unit.group) != g) continue;
-      if (unit.engine != Engine::Hyperscan && unit.engine != Engine::Prefilter) continue;
-      pats.push_back(hs_pattern(r, unit.pattern));
-      flags.push_back(hs_flags(r) | (unit.engine == Engine::Prefilter ? HS_FLAG_PREFILTER : 0));
-      ids.push_back(u);
+    HsBuild b = compile_units(mine, HS_MODE_BLOCK);
+    compiles += b.ran;
+    if (b.error.empty()) {
+      db_[c][g] = b.db;
+      return {};
     }
-    if (pats.empty()) return {};
-    for (auto& p : pats) ptrs.push_back(p.c_str());
-    hs_compile_error_t* err = nullptr;
-    ++compiles;
-    hs_error_t rc = hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
-                                     HS_MODE_BLOCK, nullptr, &db_[c][g], &err);
-    if (rc == HS_SUCCESS) return {};
-    int bad = err ? err->expression : -1;
-    std::string msg = err && err->message ? err->message : "unknown error";
-    if (err) hs_free_compile_error(err);
-    if (bad < 0)
-      return Error{Errc::Invalid, std::string("hyperscan: ") + std::string(class_name(RuleClass(c))) + " rules: " + msg};
-    auto& unit = units_[ids[static_cast<std::size_t>(bad)]];
+    if (b.refused < 0)
+      return Error{Errc::Invalid, std::string("hyperscan: ") + std::string(class_name(RuleClass(c))) + " rules: " + b.error};
+    auto& unit = units_[static_cast<std::size_t>(b.refused)];
     unit.engine = unit.engine == Engine::Hyperscan ? Engine::Prefilter : Engine::Pcre;
   }
 }
 
 // ---- cache file: magic, unit count, one engine byte per unit, then per
-// class and group a length and the hs_serialize_database bytes (0: none). ----
+// class and group a length and the hs_serialize_database bytes (0: none),
+// then the same for the full class's stream database. ----
 
 namespace {
 
@@ -446,18 +478,20 @@ void RuleSet::save_cache(const fs::path& file) const {
   std::string out(kCacheMagic);
   put_u64(out, units_.size());
   for (const auto& u : units_) out += static_cast<char>(u.engine);
-  for (const auto& per_class : db_)
-    for (auto* d : per_class) {
-      char* bytes = nullptr;
-      std::size_t len = 0;
-      if (d && hs_serialize_database(d, &bytes, &len) == HS_SUCCESS) {
-        put_u64(out, len);
-        out.append(bytes, len);
-        std::free(bytes);
-      } else {
-        put_u64(out, 0);
-      }
+  auto put_db = [&out](const hs_database* d) {
+    char* bytes = nullptr;
+    std::size_t len = 0;
+    if (d && hs_serialize_database(d, &bytes, &len) == HS_SUCCESS) {
+      put_u64(out, len);
+      out.append(bytes, len);
+      std::free(bytes);
+    } else {
+      put_u64(out, 0);
     }
+  };
+  for (const auto& per_class : db_)
+    for (auto* d : per_class) put_db(d);
+  put_db(stream_db_);
   // Written beside and renamed, so a reader never sees half a file. A
   // cache that cannot be written only costs the next start a compile.
   std::error_code ec;
@@ -495,23 +529,28 @@ bool RuleSet::load_cache(const fs::path& file) {
   }
   in.remove_prefix(n);
   hs_database* dbs[kClassCount][kGroups] = {};
+  hs_database* stream = nullptr;
   bool ok = true;
+  auto get_db = [&in, &ok](hs_database** d) {
+    std::uint64_t len = 0;
+    if (!get_u64(in, len) || len > in.size()) ok = false;
+    else if (len && hs_deserialize_database(in.data(), len, d) != HS_SUCCESS) ok = false;
+    if (ok) in.remove_prefix(len);
+  };
   for (int c = 0; c < kClassCount && ok; ++c)
-    for (int g = 0; g < kGroups && ok; ++g) {
-      std::uint64_t len = 0;
-      if (!get_u64(in, len) || len > in.size()) ok = false;
-      else if (len && hs_deserialize_database(in.data(), len, &dbs[c][g]) != HS_SUCCESS) ok = false;
-      if (ok) in.remove_prefix(len);
-    }
+    for (int g = 0; g < kGroups && ok; ++g) get_db(&dbs[c][g]);
+  if (ok) get_db(&stream);
   if (!ok || !in.empty()) {
     for (auto& per_class : dbs)
       for (auto* d : per_class)
         if (d) hs_free_database(d);
+    if (stream) hs_free_database(stream);
     return false;
   }
   for (std::size_t i = 0; i < n; ++i) units_[i].engine = engines[i];
   for (int c = 0; c < kClassCount; ++c)
     for (int g = 0; g < kGroups; ++g) db_[c][g] = dbs[c][g];
+  stream_db_ = stream;
   return true;
 }
 
@@ -611,8 +650,8 @@ bool RuleSet::pcre_match(std::uint32_t unit, std::string_view buf, State& st) co
 }
 
 Status RuleSet::scan_group(int c, int g, int key, std::string_view buf, State& st) const {
+  st.candidates.clear();
   if (auto* db = db_[c][g]) {
-    st.candidates.clear();
     ScanCtx ctx{&key_of_, key, unit_rule_.data(), unit_engine_.data(), &st.matched, &st.candidates};
     const auto t0 = st.cost ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     hs_error_t rc = hs_scan(db, buf.empty() ? "" : buf.data(), static_cast<unsigned>(buf.size()), 0, st.scratch,
@@ -622,14 +661,21 @@ Status RuleSet::scan_group(int c, int g, int key, std::string_view buf, State& s
       st.cost->hs_ns_group[g] += ns_since(t0);
     }
     if (rc != HS_SUCCESS) return Error{Errc::ScanUnavailable, "hs_scan failed: " + std::to_string(rc)};
-    for (auto u : st.candidates) {
-      const auto rule = units_[u].rule;
-      if (st.matched[rule]) continue;
-      if (st.cost) ++st.cost->rules[rule].candidates;
-      if (pcre_match(u, buf, st)) {
-        st.matched[rule] = 1;
-        if (st.cost) ++st.cost->rules[rule].confirmed;
-      }
+  }
+  confirm_group(c, g, key, buf, st);
+  return {};
+}
+
+// After the Hyperscan pass over buf: PCRE2 confirms the prefilter candidates
+// in st.candidates, then runs the group's PCRE2-only units.
+void RuleSet::confirm_group(int c, int g, int key, std::string_view buf, State& st) const {
+  for (auto u : st.candidates) {
+    const auto rule = units_[u].rule;
+    if (st.matched[rule]) continue;
+    if (st.cost) ++st.cost->rules[rule].candidates;
+    if (pcre_match(u, buf, st)) {
+      st.matched[rule] = 1;
+      if (st.cost) ++st.cost->rules[rule].confirmed;
     }
   }
   for (auto u : pcre_only_[c][g]) {
@@ -637,7 +683,6 @@ Status RuleSet::scan_group(int c, int g, int key, std::string_view buf, State& s
     if (st.matched[rule] || (key >= 0 && key_of_[rule] != key)) continue;
     if (pcre_match(u, buf, st)) st.matched[rule] = 1;
   }
-  return {};
 }
 
 Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const {
@@ -645,6 +690,86 @@ Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State&
   if (auto s = scan_group(c, static_cast<int>(Group::Any), key, buf, st); !s) return s;
   const Group g = has_high_bytes(buf) ? Group::High : Group::Ascii;
   return scan_group(c, static_cast<int>(g), key, buf, st);
+}
+
+// The full class from a closed stream: its unit hits stand in for the
+// Hyperscan pass over buf, for the every-buffer group and the group buf's
+// bytes pick (the stream saw the same bytes, so it knows which).
+void RuleSet::scan_full_stream(const Stream& s, std::string_view buf, State& st) const {
+  const int c = static_cast<int>(RuleClass::Full);
+  for (const Group g : {Group::Any, s.high_ ? Group::High : Group::Ascii}) {
+    st.candidates.clear();
+    for (auto u : s.hits_) {
+      const auto& unit = units_[u];
+      if (unit.group != g || st.matched[unit.rule]) continue;
+      if (unit.engine == Engine::Prefilter) st.candidates.push_back(u);
+      else st.matched[unit.rule] = 1;
+    }
+    confirm_group(c, static_cast<int>(g), -1, buf, st);
+  }
+}
+
+// ---- streaming ----
+
+std::unique_ptr<RuleSet::Stream> RuleSet::open_stream(std::size_t max_chunks) const {
+  if (!stream_db_) return nullptr;
+  hs_stream_t* s = nullptr;
+  if (hs_open_stream(stream_db_, 0, &s) != HS_SUCCESS) return nullptr;
+  return std::unique_ptr<Stream>(new Stream(*this, s, max_chunks));
+}
+
+RuleSet::Stream::Stream(const RuleSet& set, hs_stream* s, std::size_t max_chunks)
+    : set_(&set), hs_(s), hit_(set.units_.size(), 0), max_chunks_(max_chunks) {}
+
+RuleSet::Stream::~Stream() {
+  if (hs_) hs_close_stream(hs_, nullptr, nullptr, nullptr);  // no scratch: frees without reporting
+}
+
+int RuleSet::Stream::on_hit(unsigned unit, unsigned long long, unsigned long long, unsigned, void* ctx) {
+  auto* self = static_cast<Stream*>(ctx);
+  if (unit < self->hit_.size() && !self->hit_[unit]) {
+    self->hit_[unit] = 1;
+    self->hits_.push_back(unit);
+  }
+  return 0;
+}
+
+void RuleSet::Stream::give_up() {
+  failed_ = true;
+  if (hs_) hs_close_stream(hs_, nullptr, nullptr, nullptr);
+  hs_ = nullptr;
+}
+
+void RuleSet::Stream::feed(std::string_view bytes) {
+  if (failed_ || closed_ || bytes.empty()) return;
+  if (++chunks_ > max_chunks_) return give_up();
+  bytes_ += bytes.size();
+  high_ = high_ || has_high_bytes(bytes);
+  hs_scratch* scratch = set_->take_scratch();
+  if (!scratch) return give_up();
+  hs_error_t rc = HS_SUCCESS;
+  // hs_scan_stream takes an unsigned length.
+  constexpr std::size_t kStep = 1u << 30;
+  for (std::size_t at = 0; at < bytes.size() && rc == HS_SUCCESS; at += kStep) {
+    const auto part = bytes.substr(at, kStep);
+    rc = hs_scan_stream(hs_, part.data(), static_cast<unsigned>(part.size()), 0, scratch, &Stream::on_hit, this);
+  }
+  set_->give_scratch(scratch);
+  if (rc != HS_SUCCESS) give_up();
+}
+
+void RuleSet::Stream::close() {
+  if (closed_ || failed_) {
+    closed_ = true;
+    return;
+  }
+  closed_ = true;
+  hs_scratch* scratch = set_->take_scratch();
+  if (!scratch) return give_up();
+  const hs_error_t rc = hs_close_stream(hs_, scratch, &Stream::on_hit, this);
+  hs_ = nullptr;
+  set_->give_scratch(scratch);
+  if (rc != HS_SUCCESS) failed_ = true;
 }
 
 namespace {
@@ -671,7 +796,7 @@ std::string name_of(std::string_view v) {
 
 }  // namespace
 
-Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in, ScanCost* cost) const {
+Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in, ScanCost* cost, const Stream* full_stream) const {
   State st;
   st.cost = cost;
   if (cost && cost->rules.size() != rules_.size()) cost->rules.assign(rules_.size(), RuleCost{});
@@ -711,7 +836,12 @@ Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in, ScanCost* c
   }
   if (auto s = scan_buffer(RuleClass::Body, -1, in.body, st); !s) return s.error();
   if (auto s = scan_buffer(RuleClass::RawBody, -1, in.rawbody, st); !s) return s.error();
-  if (auto s = scan_buffer(RuleClass::Full, -1, in.full, st); !s) return s.error();
+  // The stream counts only if it saw exactly this buffer; otherwise (none,
+  // another set's, over its limit, failed) the block scan never loses a hit.
+  const bool streamed = takes(full_stream, in.full);
+  if (cost) cost->full_from_stream = streamed;
+  if (streamed) scan_full_stream(*full_stream, in.full, st);
+  else if (auto s = scan_buffer(RuleClass::Full, -1, in.full, st); !s) return s.error();
   for (const auto& u : in.uris)
     if (auto s = scan_buffer(RuleClass::Uri, -1, u, st); !s) return s.error();
 
@@ -729,8 +859,8 @@ Result<std::vector<std::int64_t>> RuleSet::evaluate(const Input& in, ScanCost* c
   return values;
 }
 
-Result<std::vector<const Rule*>> RuleSet::scan(const Input& in) const {
-  auto v = evaluate(in);
+Result<std::vector<const Rule*>> RuleSet::scan(const Input& in, const Stream* full_stream) const {
+  auto v = evaluate(in, nullptr, full_stream);
   if (!v) return v.error();
   std::vector<const Rule*> out;
   for (std::size_t i = 0; i < rules_.size(); ++i)

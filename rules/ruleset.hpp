@@ -16,6 +16,11 @@
 // class has up to three databases: rules that run on every buffer, full forms
 // for non-ASCII buffers, ASCII variants for ASCII buffers; they compile in
 // parallel.
+// The full class (the message as received, the bytes the SMTP session feeds
+// while DATA streams in) also gets a stream-mode database of all its
+// Hyperscan and Prefilter units: RuleSet::Stream scans each chunk as it
+// arrives, and evaluate() then takes the full class's Hyperscan hits from the
+// closed stream instead of scanning the whole message at end of data.
 // The databases are serialized into a cache file named by a hash of the rule
 // text and the Hyperscan version, so a restart loads instead of compiling.
 #pragma once
@@ -24,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +43,7 @@
 
 struct hs_database;
 struct hs_scratch;
+struct hs_stream;
 struct pcre2_real_code_8;
 struct pcre2_real_match_context_8;
 
@@ -87,30 +94,83 @@ struct ScanCost {
   std::vector<RuleCost> rules;   // by rule index
   std::uint64_t hs_ns = 0;       // inside hs_scan (match callbacks included)
   std::uint64_t hs_ns_group[3] = {};  // of which: every buffer, non-ASCII buffers, ASCII buffers
+  bool full_from_stream = false;  // the full class's Hyperscan hits came from a RuleSet::Stream
 };
 
 struct CompileReport {
   std::size_t hyperscan = 0, prefilter = 0, pcre = 0, meta = 0, other = 0;
   std::size_t ascii_variants = 0;    // rules with a separate ASCII form
   std::size_t hs_compiles = 0;       // hs_compile_multi calls (a refused pattern costs one more)
+  bool full_stream = false;          // the full class has a stream-mode database
   std::vector<std::string> dropped;  // "FILE:LINE: rule X: why" (lenient only)
   bool from_cache = false;
   double seconds = 0;                // compile or cache load, wall clock
   std::string cache_file;
 };
 
+// A stream scan stops (and end of data block-scans instead) past this many
+// chunks: each hs_scan_stream call has a fixed cost, and a client sending a
+// byte per packet should not make the scan cost more than the block scan.
+inline constexpr std::size_t kStreamMaxChunks = 1u << 16;
+
 class RuleSet {
  public:
+  // The full class scanned chunk by chunk while the message arrives. Fed on
+  // one thread at a time; holds a raw reference to its set, so the caller
+  // keeps the set alive (filters/rules keeps both in its DataTap).
+  class Stream {
+   public:
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    // Scans the next bytes of the message. Past the chunk limit or on a
+    // Hyperscan error the stream gives up (usable() stays false).
+    void feed(std::string_view bytes);
+    // Ends the scan: reports matches anchored at the end ("\z", "$").
+    void close();
+    // Closed without giving up: evaluate() may take its hits.
+    bool usable() const { return closed_ && !failed_; }
+    std::uint64_t bytes() const { return bytes_; }
+
+   private:
+    friend class RuleSet;
+    Stream(const RuleSet& set, hs_stream* s, std::size_t max_chunks);
+    static int on_hit(unsigned unit, unsigned long long from, unsigned long long to, unsigned flags, void* ctx);
+    void give_up();
+    const RuleSet* set_;
+    hs_stream* hs_;
+    std::vector<std::uint8_t> hit_;      // by unit
+    std::vector<std::uint32_t> hits_;    // units that hit, in order found
+    std::uint64_t bytes_ = 0;
+    std::size_t chunks_ = 0, max_chunks_;
+    bool high_ = false;                  // a byte >= 0x80 was fed
+    bool failed_ = false, closed_ = false;
+  };
+
   static Result<std::shared_ptr<const RuleSet>> compile(std::vector<Rule> rules, const CompileOptions& opts = {},
                                                         CompileReport* report = nullptr);
   ~RuleSet();
   RuleSet(const RuleSet&) = delete;
   RuleSet& operator=(const RuleSet&) = delete;
 
-  // Value of every rule (1/0; meta rules their truth), by rule index.
-  Result<std::vector<std::int64_t>> evaluate(const Input& in, ScanCost* cost = nullptr) const;
+  // Value of every rule (1/0; meta rules their truth), by rule index. With
+  // a closed, usable stream of this set over exactly in.full, the full
+  // class's Hyperscan hits come from it (prefilter candidates are still
+  // confirmed by PCRE2 on in.full, PCRE2-only full rules still run on it);
+  // any other stream is ignored and in.full is block-scanned.
+  Result<std::vector<std::int64_t>> evaluate(const Input& in, ScanCost* cost = nullptr,
+                                             const Stream* full_stream = nullptr) const;
   // Reported rules (not "__") that hit, in file order.
-  Result<std::vector<const Rule*>> scan(const Input& in) const;
+  Result<std::vector<const Rule*>> scan(const Input& in, const Stream* full_stream = nullptr) const;
+  // A stream scan of the full class, or nullptr when the set has no
+  // stream database (no full rule on Hyperscan) or it cannot be opened.
+  std::unique_ptr<Stream> open_stream(std::size_t max_chunks = kStreamMaxChunks) const;
+  bool streams() const { return stream_db_ != nullptr; }
+  // Whether evaluate() takes the full class from s for this full buffer:
+  // s is this set's, closed, not given up, and saw as many bytes.
+  bool takes(const Stream* s, std::string_view full) const {
+    return s && s->set_ == this && s->usable() && s->bytes_ == full.size();
+  }
 
   const std::vector<Rule>& rules() const { return rules_; }
   // The classes this set has rules for: what the input needs to hold.
@@ -141,10 +201,23 @@ class RuleSet {
   Status make_units();
   Status build_databases(const CompileOptions& opts, CompileReport& rep);
   Status build_database(int cls, int group, std::size_t& compiles);
+  void build_stream_database(std::size_t& compiles);
+  // hs_compile_multi of the Hyperscan and Prefilter units `pick` selects:
+  // the database (null when none was picked), or an error naming the unit
+  // Hyperscan refused (refused = its index, -1 when it named none).
+  struct HsBuild {
+    hs_database* db = nullptr;
+    long refused = -1;
+    std::string error;
+    bool ran = false;  // something was picked: one hs_compile_multi call
+  };
+  HsBuild compile_units(const std::function<bool(const Unit&)>& pick, unsigned mode) const;
   bool load_cache(const std::filesystem::path& file);
   void save_cache(const std::filesystem::path& file) const;
   Status scan_group(int cls, int group, int key, std::string_view buf, State& st) const;
+  void confirm_group(int cls, int group, int key, std::string_view buf, State& st) const;
   Status scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const;
+  void scan_full_stream(const Stream& s, std::string_view buf, State& st) const;
   bool pcre_match(std::uint32_t unit, std::string_view buf, State& st) const;
   hs_scratch* take_scratch() const;
   void give_scratch(hs_scratch* s) const;
@@ -160,6 +233,7 @@ class RuleSet {
   std::vector<std::uint32_t> meta_order_;          // metas, inputs first
   std::vector<MetaExpr> meta_;                     // by rule index (empty for non-meta)
   hs_database* db_[kClassCount][kGroups] = {};
+  hs_database* stream_db_ = nullptr;               // full class, HS_MODE_STREAM, all groups
   hs_scratch* proto_scratch_ = nullptr;
   pcre2_real_match_context_8* match_ctx_ = nullptr;  // match limits; read-only while scanning
   mutable std::mutex scratch_mu_;

@@ -7,6 +7,11 @@
 // rules are compiled on the blocking pool while the previous set keeps
 // scanning, then swapped in whole (shared_ptr<const RuleSet>). The very first
 // set is compiled (or loaded from data_dir/rules-cache) before moatd serves.
+//
+// While DATA streams in, a DataTap scans the full-class rules chunk by chunk
+// (RuleSet::Stream), so end of data does not scan the whole message again
+// for them; body, rawbody, header and uri rules need the MIME decode and run
+// at the end.
 #pragma once
 
 #include <memory>
@@ -42,6 +47,7 @@ class RulesFilter final : public Filter {
   std::string_view name() const override { return "rules"; }
   PhaseMask phases() const override { return mask(Phase::EndOfData); }
   asio::awaitable<Status> run(Phase phase, ScanContext& ctx) override;
+  std::unique_ptr<DataTap> open_tap(const ScanContext& ctx) override;
 
   std::shared_ptr<const moat::rules::RuleSet> current() const { return current_->get(); }
 

@@ -79,3 +79,41 @@ def test_reload_swaps_rules_under_load(make_moatd, sink, workdir):
     assert send(moatd, make_message(token(), body=b"kumquat\r\n"))[0] == 550
     sink.wait_for(sent)
     assert sink.count() == sent
+
+
+def metric(moatd, name):
+    """Sum of every sample of `name` in `moatctl metrics`."""
+    total = 0.0
+    for line in moatd.ctl("metrics", check=True).stdout_text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and (parts[0] == name or parts[0].startswith(name + "{")):
+            total += float(parts[1])
+    return total
+
+
+@pytest.mark.asan
+def test_full_rule_streams_across_chunks(make_moatd, sink, workdir):
+    """A `full` rule whose match spans most of a 600 KB message (so many
+    network reads and DATA chunks) is found by the scan that runs while DATA
+    streams in, and a message with only half of it passes."""
+    rules = workdir / "streamrules"
+    rules.mkdir()
+    (rules / "local.rules").write_text("full SPAN_MARKS /BEGINMARK.*ENDMARK/s\n"
+                                       "full END_MARK /ENDMARK\\r\\n\\z/\n")
+    (rules / "local.scores").write_text("SPAN_MARKS 20\nEND_MARK 0.1\n")
+    moatd = start(make_moatd, sink, rules)
+    filler = b"".join(b"line %06d of filler text for the streaming scan\r\n" % i for i in range(12000))
+    assert len(filler) > 600_000
+    before = metric(moatd, "moat_rules_full_streamed_total")
+    code, text = send(moatd, make_message(token(), body=b"BEGINMARK\r\n" + filler + b"ENDMARK\r\n"))
+    assert code == 550, (code, text)
+    tok = token()
+    assert send(moatd, make_message(tok, body=b"BEGINMARK\r\n" + filler + b"the end\r\n"))[0] == 250
+    m = sink.wait_token(tok)
+    syms = m.header("X-Spam-Symbols") or ""
+    assert "SPAN_MARKS" not in syms and "END_MARK" not in syms, syms
+    tok = token()
+    assert send(moatd, make_message(tok, body=filler + b"ENDMARK\r\n"))[0] == 250
+    assert "END_MARK" in (sink.wait_token(tok).header("X-Spam-Symbols") or "")
+    # All three were scanned from the stream, not again at end of data.
+    assert metric(moatd, "moat_rules_full_streamed_total") - before == 3
