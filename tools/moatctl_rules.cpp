@@ -1,7 +1,7 @@
 // moatctl rules: check and compile rule folders, scan a message, import
 // SpamAssassin rules, and measure the rules stage (bench/rules-speed).
 //   moatctl rules check [DIR...]             parse + compile, print the engine split
-//   moatctl rules scan FILE... [--dir DIR]   symbols each message hits
+//   moatctl rules scan FILE... [--dir DIR] [--cache DIR]   symbols each message hits
 //   moatctl rules import-sa SADIR OUTDIR     convert *.cf into OUTDIR/sa.rules + sa.scores
 //   moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body] [--no-pcre] [--cache DIR] [--per-rule N]
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 int usage() {
   std::fprintf(stderr,
                "usage: moatctl rules check [DIR...]\n"
-               "       moatctl rules scan FILE... [--dir DIR]\n"
+               "       moatctl rules scan FILE... [--dir DIR] [--cache DIR]\n"
                "       moatctl rules import-sa SADIR OUTDIR\n"
                "       moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body|rawbody|full] [--no-pcre] [--cache DIR] [--per-rule N]\n");
   return 2;
@@ -134,8 +134,10 @@ int check(const Context& ctx, const Args& args) {
 
 int scan(const Context& ctx, const Args& args) {
   std::vector<fs::path> dirs, files;
+  rules::CompileOptions opts;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--dir" && i + 1 < args.size()) dirs.emplace_back(args[++i]);
+    else if (args[i] == "--cache" && i + 1 < args.size()) opts.cache_dir = args[++i];
     else files.emplace_back(args[i]);
   }
   if (files.empty()) return usage();
@@ -144,7 +146,7 @@ int scan(const Context& ctx, const Args& args) {
     std::fprintf(stderr, "%s\n", loaded.error().detail.c_str());
     return 1;
   }
-  auto set = rules::RuleSet::compile(std::move(loaded->rules));
+  auto set = rules::RuleSet::compile(std::move(loaded->rules), opts);
   if (!set) {
     std::fprintf(stderr, "%s\n", set.error().detail.c_str());
     return 1;
