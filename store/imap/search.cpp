@@ -1,9 +1,13 @@
 // See search.hpp (RFC 9051 §6.4.4, RFC 4731, RFC 5182, RFC 7162 §3.1.5).
-// Text keys match case-insensitively (ASCII folding, as RFC 9051 §6.4.4
-// asks at least) against RFC 2047-decoded header values and the decoded
-// text of the message's text parts.
+// Text keys are substring matches on decoded text, as Dovecot's: header
+// values RFC 2047-decoded, bodies of text/* and message/* parts transfer-
+// decoded and converted to UTF-8 (HTML as written, tags included), both
+// case-folded (ASCII, plus Unicode simple lowercase for other characters).
 #include "store/imap/search.hpp"
 #include "common/text.hpp"
+
+#include <locale.h>  // newlocale (POSIX)
+#include <wctype.h>  // towlower_l (POSIX)
 
 #include <algorithm>
 #include <cctype>
@@ -19,13 +23,74 @@ namespace {
 namespace ip = proto::imap;
 using K = SearchKey::Kind;
 
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto eq = [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-  };
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), eq) != hay.end();
+// The C.UTF-8 locale for towlower_l (built into glibc >= 2.35); null when
+// missing, and then only ASCII folds.
+locale_t utf8_locale() {
+  static const locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(nullptr));
+  return loc;
 }
+
+void append_utf8(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out += char(c);
+  } else if (c < 0x800) {
+    out += char(0xC0 | (c >> 6));
+    out += char(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += char(0xE0 | (c >> 12));
+    out += char(0x80 | ((c >> 6) & 0x3F));
+    out += char(0x80 | (c & 0x3F));
+  } else {
+    out += char(0xF0 | (c >> 18));
+    out += char(0x80 | ((c >> 12) & 0x3F));
+    out += char(0x80 | ((c >> 6) & 0x3F));
+    out += char(0x80 | (c & 0x3F));
+  }
+}
+
+// Length of the UTF-8 sequence at s[i] and its code point; 0 when it is not
+// a well-formed sequence (the byte is then copied as it is).
+std::size_t utf8_at(std::string_view s, std::size_t i, char32_t& c) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  const std::size_t n = b >= 0xF0 && b < 0xF5 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  c = n == 2 ? b & 0x1F : n == 3 ? b & 0x0F : b & 0x07;
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto t = static_cast<unsigned char>(s[i + k]);
+    if ((t & 0xC0) != 0x80) return 0;
+    c = (c << 6) | (t & 0x3F);
+  }
+  const bool overlong = (n == 3 && c < 0x800) || (n == 4 && c < 0x10000);
+  if (overlong || c > 0x10FFFF || (c >= 0xD800 && c < 0xE000)) return 0;
+  return n;
+}
+
+}  // namespace
+
+// Case folding for text keys: ASCII bytes lowered in place, any other
+// character through towlower (Unicode simple lowercase mapping), so "GRÜSSE"
+// finds "grüsse" as Dovecot's i;unicode-casemap does (which also decomposes:
+// "e" finds "é" there, not here). Most mail is ASCII: one pass, no decoding.
+std::string fold_case(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  const locale_t loc = utf8_locale();
+  for (std::size_t i = 0; i < s.size();) {
+    const char b = s[i];
+    char32_t c = 0;
+    const std::size_t n = static_cast<unsigned char>(b) >= 0x80 && loc ? utf8_at(s, i, c) : 0;
+    if (n == 0) {
+      out += ascii_lower(b);
+      ++i;
+      continue;
+    }
+    append_utf8(out, char32_t(towlower_l(wint_t(c), loc)));
+    i += n;
+  }
+  return out;
+}
+
+namespace {
 
 std::int64_t days_from_civil(int y, int m, int d) {  // H. Hinnant's algorithm, proleptic Gregorian
   y -= m <= 2;
@@ -227,13 +292,43 @@ std::string header_text(const mime::Message& msg, const std::string& field) {
   return all;
 }
 
+// Parts whose body BODY and TEXT read: text/* and message/* leaves, as
+// Dovecot's message_search (an unlabelled part is text/plain, RFC 2045
+// §5.2). Multipart preambles and epilogues, images, archives and other
+// application/* parts are not text a client shows.
+bool searchable(const mime::Part& p) { return p.children.empty() && (p.type == "text" || p.type == "message"); }
+
+// The body text of a message: each searchable part transfer-decoded and
+// converted to UTF-8. HTML stays markup (not mime::part_text's rendering):
+// the body is what the message says, and a link's address ("href=...
+// unsubscribe") is part of it; Dovecot matches it too. Parts are joined
+// with NUL, which no search string holds, so no match spans two parts.
 std::string body_text(const mime::Message& msg, std::string_view content) {
   std::string all;
-  for (std::size_t idx : msg.text_parts()) all += mime::part_text(content, msg.parts[idx]).data + "\n";
-  if (msg.text_parts().empty() && !msg.parts.empty()) {
-    const auto& root = msg.parts.front();
-    all.assign(content.substr(root.body_begin, root.body_end - root.body_begin));
+  for (const auto& p : msg.parts) {
+    if (!searchable(p)) continue;
+    const auto raw = mime::decode_part(content, p);
+    all += mime::to_utf8(raw.data, p.charset).data;
+    all += '\0';
   }
+  return all;
+}
+
+// Every header field of every part, "Name: decoded value" a line: TEXT
+// covers "the header (including MIME header fields)" (RFC 9051 §6.4.4), and
+// an attached message's header is part of the text too.
+std::string all_headers(const mime::Message& msg) {
+  std::string all;
+  for (const auto& p : msg.parts)
+    for (const auto& f : p.fields) {
+      all += f.name;
+      all += ": ";
+      const std::string v = f.value();
+      const bool plain = v.find("=?") == std::string::npos &&
+                         std::none_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+      all += plain ? v : mime::decode_header(v).data;
+      all += '\n';
+    }
   return all;
 }
 
@@ -242,32 +337,40 @@ struct Eval {
   std::uint32_t seq;
   const mime::Message* parsed;
   std::string_view content;
-  // Decoded and ASCII-lowered once per message however many keys read them
+  // Decoded and case-folded once per message however many keys read them
   // (OR/NOT trees can name BODY or TEXT many times); a key is then a plain
   // find() (memchr-driven) instead of a folding compare at every byte: SEARCH
   // BODY over a mailbox spent most of its time there (bench/imap).
   mutable std::optional<std::string> body_cache, header_cache;
   mutable std::optional<std::int64_t> sent_cache;
 
+  std::int64_t internal_day() const {
+    return m.internaldate >= 0 ? m.internaldate / 86400 : (m.internaldate - 86399) / 86400;
+  }
+  // The Date field's day; without a Date field, or one that cannot be read,
+  // the INTERNALDATE's (the "sent date" of RFC 5256 §2.2, SORT's).
   std::int64_t sent_day() const {
     if (!sent_cache) {
       auto d = parsed ? parse_header_date(parsed->date()) : std::nullopt;
-      sent_cache = d ? *d : INT64_MIN;
+      sent_cache = d ? *d : internal_day();
     }
     return *sent_cache;
   }
   const std::string& body() const {
-    if (!body_cache) body_cache = lower(body_text(*parsed, content));
+    if (!body_cache) body_cache = fold_case(body_text(*parsed, content));
     return *body_cache;
   }
   const std::string& header() const {
-    if (!header_cache) header_cache = lower(mime::decode_header(content.substr(0, parsed->parts.front().body_begin)).data);
+    if (!header_cache) header_cache = fold_case(all_headers(*parsed));
     return *header_cache;
+  }
+  bool header_has(const SearchKey& k) const {
+    if (k.text.empty()) return !parsed->headers(k.field).empty();  // "HEADER X-Tag """: the field exists
+    return fold_case(header_text(*parsed, k.field)).find(fold_case(k.text)) != std::string::npos;
   }
 
   bool operator()(const SearchKey& k) const {
     const auto day = std::int64_t(k.number);
-    const std::int64_t internal_day = m.internaldate >= 0 ? m.internaldate / 86400 : (m.internaldate - 86399) / 86400;
     switch (k.kind) {
       case K::All: return true;
       case K::None: return false;
@@ -283,17 +386,16 @@ struct Eval {
       case K::Smaller: return m.size < k.number;
       case K::Seq: return ip::contains(k.ranges, seq);
       case K::Uid: return ip::contains(k.ranges, m.uid);
-      case K::Before: return internal_day < day;
-      case K::On: return internal_day == day;
-      case K::Since: return internal_day >= day;
-      case K::SentBefore: return sent_day() != INT64_MIN && sent_day() < day;
+      case K::Before: return internal_day() < day;
+      case K::On: return internal_day() == day;
+      case K::Since: return internal_day() >= day;
+      case K::SentBefore: return sent_day() < day;
       case K::SentOn: return sent_day() == day;
-      case K::SentSince: return sent_day() != INT64_MIN && sent_day() >= day;
-      case K::Header: return parsed && icontains(header_text(*parsed, k.field), k.text) &&
-                             (!k.text.empty() || !parsed->headers(k.field).empty());
-      case K::Body: return parsed && body().find(lower(k.text)) != std::string::npos;
-      case K::Text: return parsed && (header().find(lower(k.text)) != std::string::npos ||
-                                      body().find(lower(k.text)) != std::string::npos);
+      case K::SentSince: return sent_day() >= day;
+      case K::Header: return parsed && header_has(k);
+      case K::Body: return parsed && body().find(fold_case(k.text)) != std::string::npos;
+      case K::Text: return parsed && (header().find(fold_case(k.text)) != std::string::npos ||
+                                      body().find(fold_case(k.text)) != std::string::npos);
       case K::ModSeq: return m.modseq >= k.number;
       case K::Not: return !(*this)(k.kids.front());
       case K::Or: return (*this)(k.kids[0]) || (*this)(k.kids[1]);
@@ -329,17 +431,86 @@ std::string_view header_block(std::string_view m) {
   return m.substr(0, end);
 }
 
+namespace {
+
+// The next run of letters or of digits in s from i (RFC 5322 comments
+// skipped, everything else separates): "Tue, 3 Dec 2002" gives "Tue", "3",
+// "Dec", "2002". Empty at the end.
+std::string_view date_token(std::string_view s, std::size_t& i) {
+  int comment = 0;
+  for (; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '(') ++comment;
+    else if (c == ')' && comment > 0) --comment;
+    else if (comment == 0 && std::isalnum(static_cast<unsigned char>(c))) break;
+  }
+  const std::size_t start = i;
+  const bool digits = i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]));
+  while (i < s.size() && std::isalnum(static_cast<unsigned char>(s[i])) &&
+         bool(std::isdigit(static_cast<unsigned char>(s[i]))) == digits)
+    ++i;
+  return s.substr(start, i - start);
+}
+
+std::optional<int> small_number(std::string_view t, std::size_t min_len, std::size_t max_len) {
+  if (t.size() < min_len || t.size() > max_len || !std::isdigit(static_cast<unsigned char>(t.front()))) return std::nullopt;
+  int v = 0;
+  for (char c : t) v = v * 10 + (c - '0');
+  return v;
+}
+
+}  // namespace
+
+namespace {
+
+// "2002/09/14 Sat 02:29:32 CDT" (a spam tool's): year, month and day as numbers.
+std::optional<std::int64_t> numeric_date(int y, std::string_view s, std::size_t i) {
+  const auto m = small_number(date_token(s, i), 1, 2);
+  const auto d = small_number(date_token(s, i), 1, 2);
+  if (!m || !d || *m < 1 || *m > 12 || *d < 1 || *d > 31) return std::nullopt;
+  return days_from_civil(y, *m, *d);
+}
+
+// asctime's "Sat Sep 21 08:18:08 2002": the year after the time.
+std::optional<std::int64_t> asctime_date(std::string_view mon, std::string_view s, std::size_t i) {
+  const auto d = small_number(date_token(s, i), 1, 2);
+  for (std::string_view t = date_token(s, i); d && !t.empty(); t = date_token(s, i))
+    if (t.size() == 4) {
+      const auto y = small_number(t, 4, 4);
+      return y ? civil(*d, mon.substr(0, 3), *y) : std::nullopt;
+    }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::int64_t> parse_header_date(std::string_view s) {
-  // [day-of-week ","] day month year time zone (RFC 5322 §3.3); only the date counts.
-  const std::string text(s);
-  const char* p = text.c_str();
-  if (const auto comma = text.find(','); comma != std::string::npos && comma < 12) p += comma + 1;
-  int d = 0, y = 0;
-  char mon[4] = {};
-  if (std::sscanf(p, " %2d %3[A-Za-z] %4d", &d, mon, &y) != 3) return std::nullopt;
-  if (y < 50) y += 2000;                       // obs-year (RFC 5322 §4.3)
-  else if (y < 1000) y += 1900;
-  return civil(d, mon, y);
+  // [day-of-week ","] day month year time zone (RFC 5322 §3.3); only the
+  // date counts. Tolerant of what mailers write: no comma, full month names
+  // ("3 September 2002"), comments anywhere, one-digit time fields (which
+  // Dovecot refuses), asctime's order and "2002/09/14".
+  std::size_t i = 0;
+  std::string_view t = date_token(s, i);
+  if (!t.empty() && !std::isdigit(static_cast<unsigned char>(t.front()))) {
+    if (month_index(t.substr(0, 3)) != 0 && t.size() >= 3) return asctime_date(t, s, i);
+    t = date_token(s, i);  // day of week
+    if (month_index(t.substr(0, 3)) != 0 && t.size() >= 3) return asctime_date(t, s, i);
+  }
+  if (t.size() == 4) {
+    const auto y = small_number(t, 4, 4);
+    return y ? numeric_date(*y, s, i) : std::nullopt;
+  }
+  const auto d = small_number(t, 1, 2);
+  const std::string_view mon = date_token(s, i);
+  const std::string_view year = date_token(s, i);
+  auto y = small_number(year, 2, 4);
+  if (!d || mon.size() < 3 || !y) return std::nullopt;
+  // obs-year (RFC 5322 §4.3): two digits 00-49 are 20xx, 50-99 19xx, three
+  // digits 1900 + n; four are the year as written (the "0102" of a
+  // Y2K-broken mailer is the year 102, as the grammar says).
+  if (year.size() == 2) *y += *y < 50 ? 2000 : 1900;
+  else if (year.size() == 3) *y += 1900;
+  return civil(*d, mon.substr(0, 3), *y);
 }
 
 Result<Search> Search::parse(const std::vector<ip::Arg>& args, std::size_t first, const SearchScope& scope) {
@@ -377,8 +548,15 @@ bool Search::matches(const MessageInfo& m, std::uint32_t seq, const mime::Messag
 
 std::string search_response(const std::vector<std::uint32_t>& hits, std::optional<std::uint64_t> modseq) {
   std::string out = "* SEARCH";
-  for (auto n : hits) out += " " + std::to_string(n);
-  if (modseq && !hits.empty()) out += " (MODSEQ " + std::to_string(*modseq) + ")";
+  for (auto n : hits) {  // appended piece by piece: ' ' + to_string(n) trips g++ 12's -Wrestrict at -O3
+    out += ' ';
+    out += std::to_string(n);
+  }
+  if (modseq && !hits.empty()) {
+    out += " (MODSEQ ";
+    out += std::to_string(*modseq);
+    out += ')';
+  }
   return out + "\r\n";
 }
 

@@ -87,9 +87,15 @@ std::string_view header_block(std::string_view message);
 
 // Days since 1970-01-01 for an IMAP date ("1-Feb-1994") or an RFC 5322
 // Date field ("Tue, 1 Feb 1994 10:00:00 +0000"; time and zone ignored, as
-// SENTBEFORE/SENTON/SENTSINCE want).
+// SENTBEFORE/SENTON/SENTSINCE want; four-digit years as written, obs-year
+// rules for two and three digits; asctime and "2002/09/14" tolerated).
+// nullopt for a Date that cannot be read: SENT* then use the INTERNALDATE.
 std::optional<std::int64_t> parse_search_date(std::string_view s);
 std::optional<std::int64_t> parse_header_date(std::string_view s);
+
+// What text keys compare: ASCII lowered, other UTF-8 characters mapped to
+// lower case (Unicode simple mapping); malformed bytes kept as they are.
+std::string fold_case(std::string_view s);
 
 // "* SEARCH 2 5[ (MODSEQ 9)]\r\n" (RFC 9051 §7.3.4 / RFC 7162 §3.1.5).
 std::string search_response(const std::vector<std::uint32_t>& hits, std::optional<std::uint64_t> modseq);

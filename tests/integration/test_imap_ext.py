@@ -246,6 +246,34 @@ def test_esearch_searchres_and_search_keys(moatd):
     im.logout()
 
 
+
+def test_search_text_is_decoded_like_dovecot(moatd):
+    """BODY/TEXT on decoded text, SENT* on the Date field: one message for
+    each difference bench/imap found against Dovecot (bench/README.md)."""
+    c = Raw(moatd)
+    html = (b"From: a@x.test\r\nSubject: offer\r\nDate: Tue, 3 Sep 2002 10:00:00 +0000\r\n"
+            b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"<a href=3D\"http://x.test/unsub=\r\nscribe.htm\">Gr=FC=DFe</a>\r\n")
+    forward = (b"From: b@x.test\r\nSubject: fwd\r\nDate: Tue, 03 Dec 0102 17:08:50 +1100\r\n"
+               b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+               b"--b1\r\nContent-Type: message/rfc822\r\n\r\nList-Id: Red Hat Linux beta <l.y.test>\r\n\r\ninner\r\n"
+               b"--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               b"c2VjcmV0IHdvcmQ=\r\n--b1--\r\n")
+    undated = b"From: c@x.test\r\nSubject: no date\r\n\r\nplain unsubscribe text\r\n"
+    for m in (html, forward, undated):
+        c.append("INBOX", m)
+    c.cmd("SELECT INBOX")
+    assert b"* SEARCH 1 3\r\n" in c.cmd('SEARCH BODY "unsubscribe"')        # 1: in an href, split by a soft break
+    assert b"* SEARCH 1\r\n" in c.cmd('SEARCH CHARSET UTF-8 BODY "GRÜßE"')  # Latin-1, any case
+    assert b"* SEARCH 2\r\n" in c.cmd("SEARCH TEXT linux")                  # the attached message's header
+    assert b"* SEARCH\r\n" in c.cmd("SEARCH BODY linux")                    # ... which is not body text
+    assert b"* SEARCH\r\n" in c.cmd("SEARCH BODY secret")                   # nor is a base64 application part
+    assert b"* SEARCH 2\r\n" in c.cmd("SEARCH SENTBEFORE 1-Sep-2002")       # "0102" is the year 102
+    assert b"* SEARCH 1\r\n" in c.cmd("SEARCH SENTON 3-Sep-2002")
+    today = c.cmd("SEARCH SENTSINCE 1-Jan-2020")                             # 3: no Date, INTERNALDATE (today)
+    assert b"* SEARCH 3\r\n" in today, today
+    c.close()
+
 def test_list_extended_and_list_status(moatd):
     c = Raw(moatd)
     for box in ("Work", "Work/Projects", "Work/Old", "Lone/Child"):

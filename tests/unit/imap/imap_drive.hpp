@@ -17,10 +17,13 @@ inline std::string show(const Arg& a) {
   switch (a.type) {
     case Arg::Type::Atom: return a.text;
     case Arg::Type::Quoted: return "\"" + a.text + "\"";
-    case Arg::Type::Literal: return "{" + std::to_string(a.text.size()) + "}" + a.text;
+    case Arg::Type::Literal: return std::string("{").append(std::to_string(a.text.size())).append("}").append(a.text);
     case Arg::Type::List: {
       std::string s = "(";
-      for (std::size_t i = 0; i < a.list.size(); ++i) s += (i ? " " : "") + show(a.list[i]);
+      for (std::size_t i = 0; i < a.list.size(); ++i) {  // piece by piece: g++ 12 -O3 -Wrestrict false positive
+        if (i) s += ' ';
+        s += show(a.list[i]);
+      }
       return s + ")";
     }
   }
@@ -31,7 +34,10 @@ inline std::string show(const Event& e) {
   switch (e.kind) {
     case Event::Kind::Command: {
       std::string s = "CMD " + e.command.tag + " " + e.command.name;
-      for (const auto& a : e.command.args) s += " " + show(a);
+      for (const auto& a : e.command.args) {
+        s += ' ';
+        s += show(a);
+      }
       return s;
     }
     case Event::Kind::Continue: return "+";

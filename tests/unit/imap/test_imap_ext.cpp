@@ -86,7 +86,7 @@ std::string run(const std::string& keys, const std::vector<std::uint32_t>* saved
     const std::string content(s->needs_body() ? std::string_view(whole) : header_block(whole));
     const auto parsed = mime::parse(content);
     if (s->matches(kBox[i], std::uint32_t(i + 1), s->needs_content() ? &parsed : nullptr, content))
-      out += (out.empty() ? "" : " ") + std::to_string(i + 1);
+      out += (out.empty() ? std::string() : std::string(" ")).append(std::to_string(i + 1));
   }
   return out;
 }
@@ -123,7 +123,8 @@ TEST_CASE("SEARCH keys", "[imap][imapext]") {
       {"SINCE \"15-Jun-2025\"", "2 3"},
       {"SENTBEFORE 2-Jan-2024", "1"},
       {"SENTON 15-Jun-2025", "2"},
-      {"SENTSINCE 1-Jan-2000", "1 2"},  // message 3 has no Date field
+      {"SENTSINCE 1-Jan-2000", "1 2 3"},  // message 3 has no Date field: its INTERNALDATE counts
+      {"SENTON 3-Feb-2026", "3"},
       {"SUBJECT REPORT", "1 3"},
       {"SUBJECT \"gr\xc3\xbc\xc3\x9f\"", "2"},  // RFC 2047 decoded
       {"FROM alice", "1"},
