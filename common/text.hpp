@@ -3,6 +3,7 @@
 // case-insensitively in ASCII only (RFC 5321 §2.4, RFC 5322 §1.2.2).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,25 @@ inline std::string domain_key(std::string_view s) {
   std::string out = lower(s);
   if (!out.empty() && out.back() == '.') out.pop_back();
   return out;
+}
+
+// Appends the code point cp as UTF-8 (RFC 3629).
+inline void append_utf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xC0 | (cp >> 6));
+    out += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += char(0xE0 | (cp >> 12));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  } else {
+    out += char(0xF0 | (cp >> 18));
+    out += char(0x80 | ((cp >> 12) & 0x3F));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  }
 }
 
 constexpr bool iequals(std::string_view a, std::string_view b) {

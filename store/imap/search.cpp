@@ -30,24 +30,6 @@ locale_t utf8_locale() {
   return loc;
 }
 
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += char(c);
-  } else if (c < 0x800) {
-    out += char(0xC0 | (c >> 6));
-    out += char(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += char(0xE0 | (c >> 12));
-    out += char(0x80 | ((c >> 6) & 0x3F));
-    out += char(0x80 | (c & 0x3F));
-  } else {
-    out += char(0xF0 | (c >> 18));
-    out += char(0x80 | ((c >> 12) & 0x3F));
-    out += char(0x80 | ((c >> 6) & 0x3F));
-    out += char(0x80 | (c & 0x3F));
-  }
-}
-
 // Length of the UTF-8 sequence at s[i] and its code point; 0 when it is not
 // a well-formed sequence (the byte is then copied as it is).
 std::size_t utf8_at(std::string_view s, std::size_t i, char32_t& c) {
@@ -84,7 +66,7 @@ std::string fold_case(std::string_view s) {
       ++i;
       continue;
     }
-    append_utf8(out, char32_t(towlower_l(wint_t(c), loc)));
+    append_utf8(out, std::uint32_t(towlower_l(wint_t(c), loc)));
     i += n;
   }
   return out;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/text.hpp"
+
 namespace moat::proto::imap {
 namespace {
 
@@ -20,24 +22,6 @@ int b64_value(char c) {
 }
 
 bool printable(std::uint32_t c) { return c >= 0x20 && c <= 0x7e; }
-
-void put_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(char(cp));
-  } else if (cp < 0x800) {
-    out.push_back(char(0xC0 | (cp >> 6)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(char(0xE0 | (cp >> 12)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(char(0xF0 | (cp >> 18)));
-    out.push_back(char(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(char(0x80 | (cp & 0x3F)));
-  }
-}
 
 // Next code point of valid UTF-8 at s[i]; advances i. -1 when invalid.
 std::int64_t next_utf8(std::string_view s, std::size_t& i) {
@@ -97,7 +81,7 @@ bool decode_run(std::string_view run, std::string& out) {
       return false;
     }
     if (cp == 0 || printable(cp)) return false;  // printable ASCII must be written as itself
-    put_utf8(out, cp);
+    append_utf8(out, cp);
   }
   return true;
 }

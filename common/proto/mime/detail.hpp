@@ -24,7 +24,6 @@ bool append_capped(std::string& out, std::string_view s, std::size_t cap, bool& 
 bool utf8_sanitize(std::string_view in, std::string& out, std::size_t cap, bool& capped);
 bool is_valid_utf8(std::string_view in);
 void windows1252_to_utf8(std::string_view in, std::string& out, std::size_t cap, bool& capped);
-void append_utf8(std::string& out, std::uint32_t cp);
 
 // Incremental transfer decoder: feed raw body bytes in any split, get the
 // decoded bytes appended to out (bounded by cap in total).

@@ -55,7 +55,7 @@ std::size_t decode_entity(std::string_view s, std::size_t i, std::string& out) {
     if (j == start) return 0;
     if (j < s.size() && s[j] == ';') ++j;
     if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
-    detail::append_utf8(out, cp);
+    append_utf8(out, cp);
     return j - i;
   }
   std::size_t start = j;
@@ -64,7 +64,7 @@ std::size_t decode_entity(std::string_view s, std::size_t i, std::string& out) {
   for (const auto& e : kEntities) {
     if (e.name != name) continue;
     if (j < s.size() && s[j] == ';') ++j;
-    detail::append_utf8(out, e.cp);
+    append_utf8(out, e.cp);
     return j - i;
   }
   return 0;
