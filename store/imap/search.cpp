@@ -83,13 +83,6 @@ std::int64_t days_from_civil(int y, int m, int d) {  // H. Hinnant's algorithm, 
   return std::int64_t(era) * 146097 + std::int64_t(doe) - 719468;
 }
 
-int month_index(std::string_view m) {
-  static const char* names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
-  const std::string u = upper(m);
-  for (int i = 0; i < 12; ++i)
-    if (u == names[i]) return i + 1;
-  return 0;
-}
 
 std::optional<std::int64_t> civil(int d, std::string_view mon, int y) {
   const int m = month_index(mon);
@@ -389,6 +382,14 @@ struct Eval {
 };
 
 }  // namespace
+
+int month_index(std::string_view m) {
+  static const char* names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
+  const std::string u = upper(m);
+  for (int i = 0; i < 12; ++i)
+    if (u == names[i]) return i + 1;
+  return 0;
+}
 
 std::optional<std::int64_t> parse_search_date(std::string_view s) {
   // date = date-text / DQUOTE date-text DQUOTE; date-text = date-day "-" date-month "-" date-year

@@ -85,6 +85,9 @@ class Search {
 // there is no blank line): what a Search without needs_body() is given.
 std::string_view header_block(std::string_view message);
 
+// 1..12 for an English month abbreviation in any case ("Jan", "SEP"), else 0.
+int month_index(std::string_view m);
+
 // Days since 1970-01-01 for an IMAP date ("1-Feb-1994") or an RFC 5322
 // Date field ("Tue, 1 Feb 1994 10:00:00 +0000"; time and zone ignored, as
 // SENTBEFORE/SENTON/SENTSINCE want; four-digit years as written, obs-year

@@ -96,14 +96,11 @@ std::string imap_date(std::int64_t t) {
 
 // date-time "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 §9) -> Unix seconds.
 std::optional<std::int64_t> parse_date_time(const std::string& s) {
-  static const char* months[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
   int d = 0, y = 0, hh = 0, mm = 0, ss = 0, zone = 0;
   char mon[4] = {};
   char sign = '+';
   if (std::sscanf(s.c_str(), " %d-%3c-%d %d:%d:%d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &zone) != 8) return std::nullopt;
-  int m = -1;
-  for (int i = 0; i < 12; ++i)
-    if (std::tolower(mon[0]) == months[i][0] && std::tolower(mon[1]) == months[i][1] && std::tolower(mon[2]) == months[i][2]) m = i;
+  const int m = month_index(std::string_view(mon, 3)) - 1;
   if (m < 0 || d < 1 || d > 31 || y < 1970 || hh > 23 || mm > 59 || ss > 60) return std::nullopt;
   std::tm tm{};
   tm.tm_mday = d;
