@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -251,7 +253,7 @@ Result<Db> Db::open(const std::filesystem::path& file, Options opts) {
   Db db;
   db.conn_ = std::move(conn);
   if (!opts.pragmas.empty()) {
-    if (auto st = db.exec(opts.pragmas.c_str()); !st) return st.error();
+    if (auto st = db.exec_pragmas(opts.pragmas.c_str(), opts.busy_timeout_ms); !st) return st.error();
   }
   if (!opts.migrations.empty()) {  // none: the caller does not version this file
     if (auto st = db.migrate(opts.migrations); !st) return st.error();
@@ -264,6 +266,21 @@ Status Db::exec(const char* sql) {
   int rc = sqlite3_exec(conn_->db, sql, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return conn_->make(errc_of(rc), failed_in(conn_->db, sql));
   return {};
+}
+
+// Switching to WAL needs the file to itself for a moment, and SQLite
+// answers SQLITE_BUSY at once rather than through the busy handler when
+// another connection is opening or migrating the same file. The pragmas
+// are idempotent, so they are retried until the busy timeout.
+Status Db::exec_pragmas(const char* sql, int busy_timeout_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  for (;;) {
+    int rc = sqlite3_exec(conn_->db, sql, nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return {};
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() >= until)
+      return conn_->make(errc_of(rc), failed_in(conn_->db, sql));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 Stmt Db::prepare(std::string_view sql) {

@@ -185,6 +185,7 @@ class Db {
   sqlite3* handle() const;  // for what this wrapper does not cover
 
  private:
+  Status exec_pragmas(const char* sql, int busy_timeout_ms);
   std::unique_ptr<Conn> conn_;
 };
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -324,12 +325,15 @@ TEST_CASE("bayes store: lookups on several threads while another connection lear
   constexpr int kMessages = 60;
   std::atomic<bool> done{false};
   std::atomic<int> errors{0}, backwards{0};
+  std::mutex mu;
+  std::string first_error;
   auto read_loop = [&] {
     std::int64_t last = 0;
     while (!done) {
       auto c = reader.lookup("", keys({"common", "rare"}));
       if (!c) {
-        ++errors;
+        std::lock_guard lk(mu);
+        if (errors++ == 0) first_error = c.error().detail;
         continue;
       }
       // Learned counts only grow here: a copy never goes back in time.
@@ -343,6 +347,7 @@ TEST_CASE("bayes store: lookups on several threads while another connection lear
   done = true;
   a.join();
   b.join();
+  INFO(first_error);
   CHECK(errors == 0);
   CHECK(backwards == 0);
   CHECK(reader.lookup("", keys({"common"}))->at(0).spam == kMessages);
