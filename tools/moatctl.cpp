@@ -57,7 +57,8 @@ void usage() {
                "  learn --spam|--ham [--user U] PATH...   train Bayes (files, folders, mbox)\n"
                "  unlearn [--user U] PATH...   take messages back out of Bayes\n"
                "  bayes stats [--json]         learned counts per user\n"
-               "  bayes classify [--pipeline] PATH...   Bayes probability (or full score) per message\n");
+               "  bayes classify [--pipeline] PATH...   Bayes probability (or full score) per message\n"
+               "  bayes compact                delete token rows unlearning left at zero\n");
 }
 
 std::filesystem::path default_config() {

@@ -4,6 +4,7 @@
 //   moatctl unlearn [--user U] [--db FILE] [--files-from F] PATH...
 //   moatctl bayes stats [--db FILE] [--json]
 //   moatctl bayes classify [--user U] [--db FILE] [--pipeline] [--files-from F] PATH...
+//   moatctl bayes compact [--db FILE]
 // A PATH is a message file, an mbox (split at "From " lines) or a folder of
 // either (recursive, hidden files skipped).
 #include <unistd.h>
@@ -53,7 +54,8 @@ int usage() {
                "usage: moatctl learn --spam|--ham [--user U] [--db FILE] [--files-from F] PATH...\n"
                "       moatctl unlearn [--user U] [--db FILE] [--files-from F] PATH...\n"
                "       moatctl bayes stats [--db FILE] [--json]\n"
-               "       moatctl bayes classify [--user U] [--db FILE] [--pipeline] [--files-from F] PATH...\n");
+               "       moatctl bayes classify [--user U] [--db FILE] [--pipeline] [--files-from F] PATH...\n"
+               "       moatctl bayes compact [--db FILE]\n");
   return 2;
 }
 
@@ -284,6 +286,26 @@ int stats_cmd(const Context& ctx, const Args& args) {
   return 0;
 }
 
+// Deletes the token rows unlearning left at zero counts (Store::compact);
+// safe while moatd runs, whose copy reloads once.
+int compact_cmd(const Context& ctx, const Args& args) {
+  Options o;
+  if (!parse(args, 1, o) || !o.paths.empty()) return usage();
+  auto cfg = load_config(ctx, o);
+  if (!cfg) {
+    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
+    return 1;
+  }
+  bayes::Store store((*cfg)->bayes.db);
+  auto removed = store.compact();
+  if (!removed) {
+    std::fprintf(stderr, "moatctl: %s\n", removed.error().detail.c_str());
+    return 1;
+  }
+  std::printf("removed %lld token row(s) at zero counts\n", static_cast<long long>(*removed));
+  return 0;
+}
+
 asio::awaitable<void> run_pipeline(filters::Pipeline* p, filters::ScanContext* ctx, filters::Verdict* out) {
   *out = co_await p->run(filters::Phase::EndOfData, *ctx);
 }
@@ -365,6 +387,7 @@ int learn_cmd(const Context& ctx, const std::string& word, const Args& args) {
   if (args.empty()) return usage();
   if (args[0] == "stats") return stats_cmd(ctx, args);
   if (args[0] == "classify") return classify_cmd(ctx, args);
+  if (args[0] == "compact") return compact_cmd(ctx, args);
   return usage();
 }
 

@@ -15,7 +15,7 @@ constexpr int kBusyTimeoutMs = 10000;
 
 // Migration i takes user_version i to i+1; append only. IF NOT EXISTS: files
 // made before versioning have these tables at version 0.
-constexpr std::array<const char*, 2> kMigrations{
+constexpr std::array<const char*, 3> kMigrations{
     "CREATE TABLE IF NOT EXISTS user(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
     " spam INTEGER NOT NULL DEFAULT 0, ham INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS token(uid INTEGER NOT NULL, hash INTEGER NOT NULL, spam INTEGER NOT NULL,"
@@ -28,6 +28,9 @@ constexpr std::array<const char*, 2> kMigrations{
     "CREATE INDEX token_rev ON token(rev);"
     "CREATE TABLE meta(id INTEGER PRIMARY KEY CHECK (id = 0), gen INTEGER NOT NULL);"
     "INSERT INTO meta(id, gen) VALUES (0, 0);",
+    // Compaction (Store::compact): the generation at which rows of zero
+    // counts were last deleted; a copy older than it reloads whole.
+    "ALTER TABLE meta ADD COLUMN floor INTEGER NOT NULL DEFAULT 0;",
 };
 
 // Readers map the file: their first refresh scans the whole token table,
@@ -151,7 +154,8 @@ void Store::give_back(std::unique_ptr<sqlite::Db> db) {
 
 // Adds dspam/dham to each token, never below zero, stamped with revision
 // `rev`. A token that reaches zero in both classes keeps its row, so that
-// readers' copies learn that it is gone (rows of zero count nothing).
+// readers' copies learn that it is gone (rows of zero count nothing);
+// compact() deletes such rows later.
 Status Store::adjust_locked(std::int64_t uid, std::span<const std::uint64_t> tokens, int dspam, int dham,
                             std::int64_t now, std::int64_t rev) {
   auto up = db_.cached(
@@ -239,18 +243,42 @@ Result<bool> Store::unlearn(std::string_view user, std::uint64_t digest, std::sp
   return true;
 }
 
+// Deletes the rows that count nothing. Readers' copies learn of removed
+// tokens from those rows (rev newer than the copy), so a copy that may not
+// have seen one of them must not refresh by rev alone: the deletion bumps
+// the generation and records it as meta.floor, and a copy older than the
+// floor reloads whole (refresh()). One full reload per reader per
+// compaction (~0.25 s CPU for 700,000 tokens) is the price.
+Result<std::int64_t> Store::compact() {
+  std::lock_guard lk(mu_);
+  if (auto st = open_locked(); !st) return st.error();
+  auto tx = db_.transaction();
+  if (!tx) return tx.error();
+  if (auto st = db_.cached("DELETE FROM token WHERE spam = 0 AND ham = 0").run(); !st) return st.error();
+  const std::int64_t removed = db_.changes();
+  if (removed == 0) return removed;  // nothing gone: no reason to make every copy reload (tx rolls back)
+  auto gen = bump_generation_locked();
+  if (!gen) return gen.error();
+  if (auto st = db_.cached("UPDATE meta SET floor = ?1 WHERE id = 0").bind(1, *gen).run(); !st) return st.error();
+  if (auto st = tx->commit(); !st) return st.error();
+  return removed;
+}
+
 // Reads, in one snapshot, the generation and what changed since the copy's:
-// the user table whole (a few rows), the tokens whose rev is newer.
+// the user table whole (a few rows), the tokens whose rev is newer; or
+// everything, on the first load and when a compaction deleted rows the copy
+// may not have seen (its generation is older than meta.floor).
 Status Store::refresh() {
   auto db = take_reader();
   if (!db) return db.error();
   Reader r(*this, std::move(*db));
   ReadTx tx(r.db());
   if (!tx.status()) return tx.status();
-  auto g = r.db().cached("SELECT gen FROM meta WHERE id = 0");
+  auto g = r.db().cached("SELECT gen, floor FROM meta WHERE id = 0");
   auto row = g.step();
   if (!row) return row.error();
   const std::int64_t gen = *row ? g.integer(0) : 0;
+  const std::int64_t floor = *row ? g.integer(1) : 0;
   g.reset();
   {
     std::shared_lock lk(cache_mu_);
@@ -264,11 +292,13 @@ Status Store::refresh() {
   if (!st) return st;
   // Rows of a generation newer than `gen` (a learn committed after our
   // snapshot began) are not visible here; they come with the next refresh.
-  // The first load scans the table in key order; later ones take the few
+  // A full load scans the table in key order; later ones take the few
   // new rows through the rev index.
-  auto t = cache_gen_ < 0 ? r.db().cached("SELECT uid, hash, spam, ham FROM token WHERE spam + ham > 0")
-                          : r.db().cached("SELECT uid, hash, spam, ham FROM token WHERE rev > ?1");
-  if (cache_gen_ >= 0) t.bind(1, cache_gen_);
+  const bool full = cache_gen_ < 0 || cache_gen_ < floor;
+  if (full) tokens_.clear();  // also drops the slots of tokens at zero counts
+  auto t = full ? r.db().cached("SELECT uid, hash, spam, ham FROM token WHERE spam + ham > 0")
+                : r.db().cached("SELECT uid, hash, spam, ham FROM token WHERE rev > ?1");
+  if (!full) t.bind(1, cache_gen_);
   st = t.each([&] {
     tokens_.put(TokenCache::key(t.integer(0), static_cast<std::uint64_t>(t.integer(1))),
                 Counts{t.integer(2), t.integer(3)});

@@ -9,8 +9,10 @@
 // copy's: every learn and unlearn bumps one generation number and stamps the
 // rows it touches with it, so changes made by another process (`moatctl
 // learn` beside moatd) are seen at the next classification, and a refresh
-// reads only what changed. Memory: 16 bytes per slot at most 70% full, so
-// 23 to 46 bytes per stored token (all users), e.g. ~32 MiB for 1M tokens.
+// reads only what changed (compact() deletes the rows unlearning leaves at
+// zero; a copy older than that reloads whole). Memory: 16 bytes per slot at
+// most 70% full, so 23 to 46 bytes per stored token (all users), e.g.
+// ~32 MiB for 1M tokens.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +72,10 @@ class Store {
   // Counts of each token, in order; unknown tokens are {0, 0}.
   Result<std::vector<Counts>> lookup(std::string_view user, std::span<const std::uint64_t> tokens);
   Result<std::vector<UserStats>> stats();
+  // Deletes the token rows at zero counts that unlearning leaves behind and
+  // returns how many; readers' copies (in any process) still drop those
+  // tokens, by reloading whole once (store.cpp).
+  Result<std::int64_t> compact();
 
   // Groups learn/unlearn calls into one transaction (bulk learning is ~50x
   // faster). Keep batches short: moatd's autolearn waits for the write lock.

@@ -318,6 +318,56 @@ TEST_CASE("bayes store: a reader's copy follows learns and unlearns of another c
   CHECK(reader.lookup("", keys({"putt"}))->at(0).spam == 0);
 }
 
+namespace {
+
+std::int64_t query_int(const fs::path& file, const char* sql) {
+  auto db = sqlite::Db::open(file);
+  REQUIRE(db);
+  auto q = db->prepare(sql);
+  REQUIRE(*q.step());
+  return q.integer(0);
+}
+
+std::int64_t token_rows(const fs::path& file) { return query_int(file, "SELECT count(*) FROM token"); }
+
+}  // namespace
+
+TEST_CASE("bayes store: compact deletes rows at zero and readers still drop those tokens", "[bayes]") {
+  test::TempDir dir;
+  const auto file = dir.path / "b.sqlite";
+  Store writer(file), stale(file), current(file), fresh(file);
+  REQUIRE(writer.learn("", 1, keys({"golf", "tee"}), Class::Spam, 1));
+  REQUIRE(writer.learn("", 2, keys({"golf", "green"}), Class::Ham, 1));
+  // `stale` last read before the unlearn, `current` after it: neither may
+  // keep "tee" once its row is gone.
+  CHECK(stale.lookup("", keys({"tee"}))->at(0).spam == 1);
+  REQUIRE(*writer.unlearn("", 1, keys({"golf", "tee"})));
+  CHECK(current.lookup("", keys({"tee"}))->at(0).spam == 0);
+  CHECK(current.cached_tokens() == 2);  // a first load skips rows at zero
+  CHECK(token_rows(file) == 3);         // "tee" at 0/0 is still a row
+
+  REQUIRE(*writer.compact() == 1);
+  CHECK(token_rows(file) == 2);
+  const auto gen = query_int(file, "SELECT gen FROM meta");
+  CHECK(query_int(file, "SELECT floor FROM meta") == gen);
+  CHECK(*writer.compact() == 0);  // nothing left to remove: no new generation, no reloads
+  CHECK(query_int(file, "SELECT gen FROM meta") == gen);
+  auto c = *stale.lookup("", keys({"golf", "tee", "green"}));
+  CHECK((c[0].spam == 0 && c[0].ham == 1));
+  CHECK((c[1].spam == 0 && c[1].ham == 0));  // without the floor the stale copy would still count it
+  CHECK((c[2].spam == 0 && c[2].ham == 1));
+  CHECK(stale.cached_tokens() == 2);  // reloaded whole: the zero slot went too
+  CHECK(current.lookup("", keys({"tee"}))->at(0).spam == 0);
+  CHECK(fresh.lookup("", keys({"golf"}))->at(0).ham == 1);
+
+  // After a compaction, incremental refreshes work as before.
+  REQUIRE(writer.learn("", 3, keys({"tee", "putt"}), Class::Spam, 1));
+  CHECK(stale.lookup("", keys({"tee"}))->at(0).spam == 1);
+  CHECK(current.lookup("", keys({"putt"}))->at(0).spam == 1);
+  CHECK(stale.stats()->at(0).tokens == 4);  // golf, green, tee, putt
+  CHECK(token_rows(file) == 4);
+}
+
 TEST_CASE("bayes store: lookups on several threads while another connection learns", "[bayes]") {
   test::TempDir dir;
   const auto file = dir.path / "b.sqlite";
