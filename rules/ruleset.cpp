@@ -4,6 +4,7 @@
 #include "rules/ruleset.hpp"
 
 #include "rules/ascii_variant.hpp"
+#include "rules/skeleton.hpp"
 
 #include <hs/hs.h>
 #include <openssl/evp.h>
@@ -25,7 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view kCacheMagic = "MOATRS04";
+constexpr std::string_view kCacheMagic = "MOATRS05";
 
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -144,6 +145,8 @@ RuleSet::~RuleSet() {
     for (auto* d : per_class)
       if (d) hs_free_database(d);
   if (stream_db_) hs_free_database(stream_db_);
+  for (auto* d : gate_db_)
+    if (d) hs_free_database(d);
   for (auto* s : scratch_pool_) hs_free_scratch(s);
   if (proto_scratch_) hs_free_scratch(proto_scratch_);
 }
@@ -257,10 +260,12 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
   }
 
   if (auto st = make_units(); !st) return st;
+  choose_gates(opts);
 
   std::string text;
   for (const auto& r : rules_) text += to_text(r);
-  hash_ = sha256_hex(text + "\n" + hs_version() + "\n" + std::string(kCacheMagic) + std::to_string(opts.heavy_length));
+  hash_ = sha256_hex(text + "\n" + hs_version() + "\n" + std::string(kCacheMagic) + std::to_string(opts.heavy_length) +
+                     (opts.gates ? "+gates3" : ""));
 
   fs::path cache_file;
   if (!opts.cache_dir.empty()) cache_file = opts.cache_dir / ("rules-" + hash_.substr(0, 32) + ".hsdb");
@@ -279,7 +284,7 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
     auto& unit = units_[u];
     const auto cls = static_cast<std::size_t>(rules_[unit.rule].cls);
     if (unit.engine == Engine::Pcre) pcre_only_[cls][static_cast<int>(unit.group)].push_back(u);
-    if (unit.engine == Engine::Pcre || unit.engine == Engine::Prefilter) {
+    if (unit.engine == Engine::Pcre || unit.engine == Engine::Prefilter || unit.engine == Engine::Gated) {
       pcre2_jit_compile(unit.code, PCRE2_JIT_COMPLETE);  // failure is fine: the interpreter runs it
     } else if (unit.code) {
       pcre2_code_free(unit.code);
@@ -295,8 +300,10 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
       case Engine::Prefilter: ++rep.prefilter; break;
       case Engine::Pcre: ++rep.pcre; break;
       case Engine::None: rules_[i].cls == RuleClass::Meta ? ++rep.meta : ++rep.other; break;
+      case Engine::Gated: break;  // only ASCII units are gated
     }
-    if (ascii_engines_[i] != Engine::None) ++rep.ascii_variants;
+    if (ascii_engines_[i] == Engine::Gated) ++rep.gated;
+    else if (ascii_engines_[i] != Engine::None) ++rep.ascii_variants;
   }
   for (auto& per_class : db_)
     for (auto* d : per_class) {
@@ -305,6 +312,8 @@ Status RuleSet::prepare(const CompileOptions& opts, CompileReport& rep) {
     }
   if (stream_db_ && hs_alloc_scratch(stream_db_, &proto_scratch_) != HS_SUCCESS)
     return Error{Errc::Invalid, "hs_alloc_scratch failed"};
+  for (auto* d : gate_db_)
+    if (d && hs_alloc_scratch(d, &proto_scratch_) != HS_SUCCESS) return Error{Errc::Invalid, "hs_alloc_scratch failed"};
   rep.full_stream = stream_db_ != nullptr;
   // The limits bound backtracking on hostile input (e.g. nested repeats).
   match_ctx_ = pcre2_match_context_create(nullptr);
@@ -328,7 +337,7 @@ Status RuleSet::make_units() {
       code = pcre_compile(pattern, r, nullptr);
     }
     if (!code) return Error{Errc::Invalid, where(r) + "PCRE2 refused a pattern it accepted before"};
-    Unit full{i, Group::Any, Engine::None, pattern, code};
+    Unit full{i, Group::Any, Engine::None, pattern, code, {}, 0};
     const AsciiVariant v = ascii_variant(pattern, r.flags);
     // A variant only pays when it is much smaller: otherwise the rule would
     // be compiled twice (the __FILL_THIS_FORM_* rules, each seconds to
@@ -339,7 +348,7 @@ Status RuleSet::make_units() {
       full.group = Group::High;
     } else if (reduced) {
       full.group = Group::High;
-      units_.push_back(Unit{i, Group::Ascii, Engine::None, v.pattern, reduced});
+      units_.push_back(Unit{i, Group::Ascii, Engine::None, v.pattern, reduced, {}, 0});
     }
     units_.push_back(std::move(full));
   }
@@ -348,6 +357,7 @@ Status RuleSet::make_units() {
 
 Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) {
   for (auto& u : units_) {
+    if (u.engine == Engine::Gated) continue;
     const auto& r = rules_[u.rule];
     const auto pat = hs_pattern(r, u.pattern);
     // Very long patterns (SpamAssassin's replace_tag expansions: thousands of
@@ -389,6 +399,11 @@ Status RuleSet::build_databases(const CompileOptions& opts, CompileReport& rep) 
     rep.hs_compiles += j.compiles;
     if (!j.status) return j.status;
   }
+  // ASCII units left to PCRE2 alone run behind their skeleton instead.
+  for (auto& u : units_)
+    if (u.engine == Engine::Pcre && u.group == Group::Ascii && !u.gate.empty()) u.engine = Engine::Gated;
+  for (int c = 0; c < kClassCount; ++c)
+    if (auto st = build_gate_database(c, opts, rep.hs_compiles); !st) return st;
   // After the block databases: they settle each unit's engine.
   build_stream_database(rep.hs_compiles);
   return {};
@@ -430,6 +445,102 @@ void RuleSet::build_stream_database(std::size_t& compiles) {
   HsBuild b = compile_units([this](const Unit& u) { return rules_[u.rule].cls == RuleClass::Full; }, HS_MODE_STREAM);
   compiles += b.ran;
   stream_db_ = b.db;
+}
+
+// ---- skeleton gates (rules/skeleton.hpp, docs/rules.md "Skeleton gates") ----
+
+namespace {
+
+// A gate pays when the skeleton has a literal of 3+ bytes for Hyperscan to
+// anchor on and the pattern as written has none: then the rule leaves the
+// every-buffer database, where it costs a pass of its own, for a cheap
+// literal match on the squeezed buffer. A pattern with a literal of its own
+// is cheap in Hyperscan already.
+bool worth_gating(const Skeleton& sk) { return sk.skeleton_run >= 3 && sk.pattern_run < 3; }
+
+}  // namespace
+
+// Body and rawbody rules only (one buffer each per message; header, uri and
+// full buffers are small or streamed), when the skeleton has the literal the
+// pattern lacks, or the pattern is too long for Hyperscan. The unit that runs
+// on ASCII buffers (the ASCII variant, else the rule as written, which is
+// then split into a High unit as written and an Ascii unit behind the gate)
+// becomes Gated. Other ASCII units keep their skeleton in `gate`: if
+// Hyperscan then refuses them (build_databases), the gate is cheaper than
+// PCRE2 on every buffer. All of this depends on the rules only, so a cache
+// file's unit list matches.
+void RuleSet::choose_gates(const CompileOptions& opts) {
+  if (!opts.gates) return;
+  const std::size_t n = units_.size();
+  for (std::size_t u = 0; u < n; ++u) {
+    const auto cls = rules_[units_[u].rule].cls;
+    if (cls != RuleClass::Body && cls != RuleClass::RawBody) continue;
+    if (units_[u].group == Group::High) continue;
+    const auto& r = rules_[units_[u].rule];
+    auto sk = alnum_skeleton(units_[u].pattern, r.flags);
+    // Skeletons have no lookarounds and no counted repeats, so Hyperscan
+    // compiles them far faster than patterns of the same length
+    // (__YOUR_PASSWORD's, 2.9 KB: 0.16 s alone); twice the length cut still
+    // bounds the compile time.
+    if (!sk || sk->pattern.size() > 2 * opts.heavy_length) continue;
+    if (!worth_gating(*sk) && units_[u].pattern.size() <= opts.heavy_length) {
+      if (units_[u].group == Group::Ascii) {
+        units_[u].gate = std::move(sk->pattern);  // a gate if Hyperscan refuses the unit
+        units_[u].max_width = sk->max_width;
+      }
+      continue;
+    }
+    if (units_[u].group == Group::Any) {
+      pcre2_code* copy = pcre_compile(units_[u].pattern, r, nullptr);
+      if (!copy) continue;
+      units_[u].group = Group::High;
+      units_.push_back(Unit{units_[u].rule, Group::Ascii, Engine::None, units_[u].pattern, copy, {}, 0});
+      auto& g = units_.back();
+      g.engine = Engine::Gated;
+      g.gate = std::move(sk->pattern);
+      g.max_width = sk->max_width;
+    } else {
+      units_[u].engine = Engine::Gated;
+      units_[u].gate = std::move(sk->pattern);
+      units_[u].max_width = sk->max_width;
+    }
+  }
+}
+
+// One database of the class's gates, compiled without SINGLEMATCH: the scan
+// keeps the earliest end of each gate's matches. A unit whose gate Hyperscan
+// refuses (none of SpamAssassin's) runs on PCRE2 alone: the other databases
+// are built by then.
+Status RuleSet::build_gate_database(int c, const CompileOptions&, std::size_t& compiles) {
+  for (;;) {
+    std::vector<std::string> pats;
+    std::vector<unsigned> flags, ids;
+    for (std::uint32_t u = 0; u < units_.size(); ++u) {
+      const auto& unit = units_[u];
+      if (unit.engine != Engine::Gated || static_cast<int>(rules_[unit.rule].cls) != c) continue;
+      pats.push_back(unit.gate);
+      flags.push_back(hs_flags(rules_[unit.rule]) & ~unsigned(HS_FLAG_SINGLEMATCH));
+      ids.push_back(u);
+    }
+    if (pats.empty()) return {};
+    std::vector<const char*> ptrs;
+    for (auto& p : pats) ptrs.push_back(p.c_str());
+    hs_compile_error_t* err = nullptr;
+    hs_database* db = nullptr;
+    ++compiles;
+    const hs_error_t rc = hs_compile_multi(ptrs.data(), flags.data(), ids.data(), static_cast<unsigned>(ptrs.size()),
+                                           HS_MODE_BLOCK, nullptr, &db, &err);
+    if (rc == HS_SUCCESS) {
+      if (err) hs_free_compile_error(err);
+      gate_db_[c] = db;
+      return {};
+    }
+    const long refused = err && err->expression >= 0 ? long(ids[static_cast<std::size_t>(err->expression)]) : -1;
+    std::string why = err && err->message ? err->message : "unknown error";
+    if (err) hs_free_compile_error(err);
+    if (refused < 0) return Error{Errc::Invalid, "hyperscan: skeleton gates: " + why};
+    units_[static_cast<std::size_t>(refused)].engine = Engine::Pcre;
+  }
 }
 
 // One (class, group) database. hs_compile_multi names the first expression
@@ -492,6 +603,7 @@ void RuleSet::save_cache(const fs::path& file) const {
   for (const auto& per_class : db_)
     for (auto* d : per_class) put_db(d);
   put_db(stream_db_);
+  for (auto* d : gate_db_) put_db(d);
   // Written beside and renamed, so a reader never sees half a file. A
   // cache that cannot be written only costs the next start a compile.
   std::error_code ec;
@@ -524,12 +636,14 @@ bool RuleSet::load_cache(const fs::path& file) {
   std::vector<Engine> engines(n);
   for (std::size_t i = 0; i < n; ++i) {
     auto e = static_cast<unsigned char>(in[i]);
-    if (e > static_cast<unsigned char>(Engine::Pcre)) return false;
+    if (e > static_cast<unsigned char>(Engine::Gated)) return false;
+    if (e == static_cast<unsigned char>(Engine::Gated) && units_[i].gate.empty()) return false;
     engines[i] = static_cast<Engine>(e);
   }
   in.remove_prefix(n);
   hs_database* dbs[kClassCount][kGroups] = {};
   hs_database* stream = nullptr;
+  hs_database* gates[kClassCount] = {};
   bool ok = true;
   auto get_db = [&in, &ok](hs_database** d) {
     std::uint64_t len = 0;
@@ -540,17 +654,21 @@ bool RuleSet::load_cache(const fs::path& file) {
   for (int c = 0; c < kClassCount && ok; ++c)
     for (int g = 0; g < kGroups && ok; ++g) get_db(&dbs[c][g]);
   if (ok) get_db(&stream);
+  for (int c = 0; c < kClassCount && ok; ++c) get_db(&gates[c]);
   if (!ok || !in.empty()) {
     for (auto& per_class : dbs)
       for (auto* d : per_class)
         if (d) hs_free_database(d);
     if (stream) hs_free_database(stream);
+    for (auto* d : gates)
+      if (d) hs_free_database(d);
     return false;
   }
   for (std::size_t i = 0; i < n; ++i) units_[i].engine = engines[i];
   for (int c = 0; c < kClassCount; ++c)
     for (int g = 0; g < kGroups; ++g) db_[c][g] = dbs[c][g];
   stream_db_ = stream;
+  for (int c = 0; c < kClassCount; ++c) gate_db_[c] = gates[c];
   return true;
 }
 
@@ -581,6 +699,9 @@ struct RuleSet::State {
   pcre2_match_data* match_data = nullptr;
   std::vector<std::uint8_t> matched;      // by rule
   std::vector<std::uint32_t> candidates;  // prefilter units
+  std::string squeezed;                   // skeleton gates: the buffer's letters and digits
+  std::vector<std::uint32_t> squeezed_at; // and where each came from
+  std::vector<std::uint32_t> gate_end;    // by unit: end of its gate's first match in squeezed (0: none)
   ScanCost* cost = nullptr;
   State() = default;
   State(const State&) = delete;
@@ -632,14 +753,14 @@ std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-bool RuleSet::pcre_match(std::uint32_t unit, std::string_view buf, State& st) const {
+bool RuleSet::pcre_match(std::uint32_t unit, std::string_view buf, State& st, std::size_t start) const {
   pcre2_code* code = units_[unit].code;
   if (!code) return false;
   // One ovector pair is enough to learn "matched"; the block is made once
   // per scan, the context (limits) once per set.
   if (!st.match_data) st.match_data = pcre2_match_data_create(1, nullptr);
   const auto t0 = st.cost ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), 0, 0, st.match_data, match_ctx_);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(buf.data()), buf.size(), start, 0, st.match_data, match_ctx_);
   if (st.cost) {
     auto& c = st.cost->rules[units_[unit].rule];
     ++c.pcre_runs;
@@ -689,7 +810,79 @@ Status RuleSet::scan_buffer(RuleClass cls, int key, std::string_view buf, State&
   const int c = static_cast<int>(cls);
   if (auto s = scan_group(c, static_cast<int>(Group::Any), key, buf, st); !s) return s;
   const Group g = has_high_bytes(buf) ? Group::High : Group::Ascii;
-  return scan_group(c, static_cast<int>(g), key, buf, st);
+  if (auto s = scan_group(c, static_cast<int>(g), key, buf, st); !s) return s;
+  if (g == Group::Ascii && gate_db_[c]) scan_gates(c, buf, st);
+  return {};
+}
+
+namespace {
+
+struct GateCtx {
+  const std::uint32_t* rule_of;
+  const std::vector<std::uint8_t>* matched;
+  std::vector<std::uint32_t>* gate_end;  // by unit, 0: no hit yet
+  std::vector<std::uint32_t>* hit;       // units with a gate hit, in order found
+};
+
+int on_gate(unsigned unit, unsigned long long, unsigned long long to, unsigned, void* p) {
+  auto* c = static_cast<GateCtx*>(p);
+  if ((*c->matched)[c->rule_of[unit]] || to == 0) return 0;
+  auto& end = (*c->gate_end)[unit];
+  if (end == 0) c->hit->push_back(unit);
+  if (end == 0 || to < end) end = static_cast<std::uint32_t>(to);
+  return 0;
+}
+
+}  // namespace
+
+// The gates of an ASCII buffer: Hyperscan over its letters and digits, then
+// PCRE2 for each gated unit whose skeleton matched, from the first place a
+// match can start. If the pattern matches at [s, e), the skeleton matches
+// the squeezed buffer at some end k+1 with s <= squeezed_at[k] < e, so the
+// earliest gate end g gives squeezed_at[g-1] < e <= s + max_width: PCRE2
+// starting at squeezed_at[g-1] + 1 - max_width misses nothing (and with
+// lookbehinds it still sees the bytes before its start).
+void RuleSet::scan_gates(int c, std::string_view buf, State& st) const {
+  const auto t0 = st.cost ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  if (st.gate_end.size() != units_.size()) st.gate_end.assign(units_.size(), 0);
+  std::vector<std::uint32_t> hit;
+  GateCtx ctx{unit_rule_.data(), &st.matched, &st.gate_end, &hit};
+  // Buffers past 4 GiB (hs_scan takes an unsigned length, squeezed_at holds
+  // 32-bit offsets) count as a failed gate scan.
+  hs_error_t rc = HS_INVALID;
+  if (buf.size() <= 0xffffffffu) {
+    squeeze_alnum(buf, st.squeezed, st.squeezed_at);
+    rc = hs_scan(gate_db_[c], st.squeezed.empty() ? "" : st.squeezed.data(), static_cast<unsigned>(st.squeezed.size()),
+                 0, st.scratch, on_gate, &ctx);
+  }
+  if (st.cost) st.cost->gate_ns += ns_since(t0);
+  if (rc != HS_SUCCESS) {
+    // No verdict from the gates: every gated unit runs on the whole
+    // buffer, so no hit is lost.
+    for (auto u : hit) st.gate_end[u] = 0;
+    hit.clear();
+    for (std::uint32_t u = 0; u < units_.size(); ++u)
+      if (units_[u].engine == Engine::Gated && static_cast<int>(rules_[units_[u].rule].cls) == c) hit.push_back(u);
+  }
+  for (auto u : hit) {
+    const auto rule = units_[u].rule;
+    if (st.matched[rule]) {
+      st.gate_end[u] = 0;
+      continue;
+    }
+    std::size_t start = 0;
+    const std::uint32_t g = st.gate_end[u];
+    st.gate_end[u] = 0;  // ready for the next buffer
+    if (g && units_[u].max_width != kUnbounded) {
+      const std::size_t last = std::size_t(st.squeezed_at[g - 1]) + 1;
+      start = last > units_[u].max_width ? last - units_[u].max_width : 0;
+    }
+    if (st.cost) ++st.cost->rules[rule].candidates;
+    if (pcre_match(u, buf, st, start)) {
+      st.matched[rule] = 1;
+      if (st.cost) ++st.cost->rules[rule].confirmed;
+    }
+  }
 }
 
 // The full class from a closed stream: its unit hits stand in for the

@@ -9,6 +9,12 @@
 //              some lookarounds, heavy bounded repeats): a database hit is a
 //              candidate that PCRE2 confirms on the same buffer.
 //   Pcre       neither: PCRE2 runs it on every buffer of its class.
+//   Gated      body and rawbody rules whose letters are split by optional
+//              separators (SpamAssassin's obfuscated words), on ASCII
+//              buffers: the rule's alphanumeric skeleton (rules/skeleton.hpp)
+//              is matched by Hyperscan against the buffer's letters and
+//              digits; PCRE2 runs the rule only where a skeleton hit, from
+//              just before it. On other buffers the rule runs as written.
 // A rule whose pattern has alternatives that need bytes >= 0x80 (the UTF-8
 // look-alikes of SpamAssassin's obfuscation rules) is compiled twice: as
 // written, for buffers holding such bytes, and as its ASCII variant
@@ -64,7 +70,7 @@ struct Input {
   std::string_view full;          // the whole message as received
 };
 
-enum class Engine : std::uint8_t { None, Hyperscan, Prefilter, Pcre };
+enum class Engine : std::uint8_t { None, Hyperscan, Prefilter, Pcre, Gated };
 
 // A set of rule classes (bit per RuleClass), e.g. what a rule set reads.
 using ClassMask = std::uint32_t;
@@ -80,6 +86,9 @@ struct CompileOptions {
   // both blow up Hyperscan's compile time (SpamAssassin's obfuscation rules:
   // measured in docs/rules.md; 1,000-2,000-byte rules take 0.3-2 s each).
   std::size_t heavy_length = 2000;
+  // Skeleton gates (Engine::Gated) for body and rawbody rules; off: every
+  // rule runs as before (the bench compares both).
+  bool gates = true;
 };
 
 // Where scan time goes, per rule (moatctl rules bench --per-rule). Filled
@@ -94,12 +103,14 @@ struct ScanCost {
   std::vector<RuleCost> rules;   // by rule index
   std::uint64_t hs_ns = 0;       // inside hs_scan (match callbacks included)
   std::uint64_t hs_ns_group[3] = {};  // of which: every buffer, non-ASCII buffers, ASCII buffers
+  std::uint64_t gate_ns = 0;     // squeezing ASCII buffers and matching the skeleton gates (not in hs_ns)
   bool full_from_stream = false;  // the full class's Hyperscan hits came from a RuleSet::Stream
 };
 
 struct CompileReport {
   std::size_t hyperscan = 0, prefilter = 0, pcre = 0, meta = 0, other = 0;
   std::size_t ascii_variants = 0;    // rules with a separate ASCII form
+  std::size_t gated = 0;             // rules behind a skeleton gate on ASCII buffers
   std::size_t hs_compiles = 0;       // hs_compile_multi calls (a refused pattern costs one more)
   bool full_stream = false;          // the full class has a stream-mode database
   std::vector<std::string> dropped;  // "FILE:LINE: rule X: why" (lenient only)
@@ -195,13 +206,18 @@ class RuleSet {
     Group group = Group::Any;
     Engine engine = Engine::None;
     std::string pattern;
-    pcre2_real_code_8* code = nullptr;  // kept only for Prefilter and Pcre
+    pcre2_real_code_8* code = nullptr;  // kept only for Prefilter, Pcre and Gated
+    std::string gate;                   // Gated: the skeleton Hyperscan matches on the squeezed buffer
+    std::size_t max_width = 0;          // Gated: longest match of pattern (kUnbounded: none)
   };
   Status prepare(const CompileOptions& opts, CompileReport& rep);
   Status make_units();
   Status build_databases(const CompileOptions& opts, CompileReport& rep);
   Status build_database(int cls, int group, std::size_t& compiles);
   void build_stream_database(std::size_t& compiles);
+  void choose_gates(const CompileOptions& opts);
+  Status build_gate_database(int cls, const CompileOptions& opts, std::size_t& compiles);
+  void scan_gates(int cls, std::string_view buf, State& st) const;
   // hs_compile_multi of the Hyperscan and Prefilter units `pick` selects:
   // the database (null when none was picked), or an error naming the unit
   // Hyperscan refused (refused = its index, -1 when it named none).
@@ -218,7 +234,7 @@ class RuleSet {
   void confirm_group(int cls, int group, int key, std::string_view buf, State& st) const;
   Status scan_buffer(RuleClass cls, int key, std::string_view buf, State& st) const;
   void scan_full_stream(const Stream& s, std::string_view buf, State& st) const;
-  bool pcre_match(std::uint32_t unit, std::string_view buf, State& st) const;
+  bool pcre_match(std::uint32_t unit, std::string_view buf, State& st, std::size_t start = 0) const;
   hs_scratch* take_scratch() const;
   void give_scratch(hs_scratch* s) const;
 
@@ -234,6 +250,7 @@ class RuleSet {
   std::vector<MetaExpr> meta_;                     // by rule index (empty for non-meta)
   hs_database* db_[kClassCount][kGroups] = {};
   hs_database* stream_db_ = nullptr;               // full class, HS_MODE_STREAM, all groups
+  hs_database* gate_db_[kClassCount] = {};         // skeleton gates of Gated units (ASCII buffers)
   hs_scratch* proto_scratch_ = nullptr;
   pcre2_real_match_context_8* match_ctx_ = nullptr;  // match limits; read-only while scanning
   mutable std::mutex scratch_mu_;
