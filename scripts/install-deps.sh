@@ -13,7 +13,7 @@ BUILD_PKGS=(
   libopendkim-dev
   libpsl-dev publicsuffix
   libspf2-dev libyaml-dev zlib1g-dev
-  libvectorscan-dev libpcre2-dev libmagic-dev libarchive-dev libzstd-dev libclamav-dev
+  libhyperscan-dev libpcre2-dev libmagic-dev libarchive-dev libzstd-dev libclamav-dev
   libgmime-3.0-dev
 )
 # Real peers the tests talk to.
@@ -23,12 +23,14 @@ TEST_PKGS=(
   python3-spf
   clamav-testfiles spamassassin fetchmail curl zip
 )
+# Hyperscan: Debian's libhyperscan-dev (Intel Hyperscan 5.4.0), not its fork
+# libvectorscan-dev, whose 5.4.9 misses literal matches (docs/rules.md); the
+# two conflict, so an installed Vectorscan is removed below.
 # Peers only the benchmarks compare against (bench/*): kept out of `make test`
-# so CI never starts a system IMAP server. rspamd is not in this list: Debian
-# 12's rspamd depends on libhyperscan5, which conflicts with the
-# libvectorscan5 moat builds against, so bench/lib/rspamd-peer.sh unpacks it
-# with apt-get download + dpkg -x; the libraries after redis-server are its
-# other dependencies, which install normally.
+# so CI never starts a system IMAP server. rspamd is not in this list:
+# bench/lib/rspamd-peer.sh unpacks it privately with apt-get download +
+# dpkg -x, so no system rspamd service is installed; the libraries after
+# redis-server are its other dependencies, which install normally.
 BENCH_PKGS=(bogofilter dovecot-imapd dovecot-pop3d spamd spamc redis-server libluajit2-5.1-2 libglib2.0-0 libicu72 libsodium23 libunwind8)
 
 want=("${BUILD_PKGS[@]}")
@@ -57,5 +59,8 @@ export DEBIAN_FRONTEND=noninteractive
 # as a system MTA on port 25.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+remove=()
+dpkg-query -W -f='${Status}' libvectorscan5 2>/dev/null | grep -q "install ok installed" &&
+  remove=(libvectorscan5- libvectorscan-dev-)
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" "${remove[@]}"
 corpus "${1:-}"

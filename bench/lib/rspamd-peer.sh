@@ -1,10 +1,9 @@
 #!/bin/sh
 # bench/lib/rspamd-peer.sh: a private rspamd for bench/scan, from Debian's
-# own packages but not installed. Debian 12's rspamd depends on libhyperscan5,
-# which conflicts with the libvectorscan5 moat builds against, so the two
-# .debs are fetched with `apt-get download` and unpacked with `dpkg -x` under
-# var/bench-peers/rspamd (no root needed for that); rspamd's other runtime
-# libraries co-install with moat's and come from apt-get. The binary runs with
+# own packages but not installed (no system rspamd service): the two
+# .debs (rspamd and its libhyperscan5) are fetched with `apt-get download`
+# and unpacked with `dpkg -x` under var/bench-peers/rspamd (no root needed
+# for that); rspamd's other runtime libraries come from apt-get. The binary runs with
 # LD_LIBRARY_PATH pointing at the unpacked libhs and rspamd's private libs,
 # and every rspamd path variable redirected (CONFDIR, RULESDIR, ...).
 #
