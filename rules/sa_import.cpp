@@ -103,10 +103,13 @@ void SaImporter::line(std::string_view l, const std::string& file, unsigned line
   }
   if (kind == "score") {
     std::string sym(take_word(rest));
-    std::string_view first = take_word(rest);
+    std::string_view values[4];
+    int n = 0;
+    for (std::string_view w = take_word(rest); n < 4 && !w.empty() && w[0] != '#'; w = take_word(rest)) values[n++] = w;
+    std::string_view chosen = n == 4 ? values[score_set_] : values[0];  // one value: every set
     double v = 0;
-    auto [p, ec] = std::from_chars(first.data(), first.data() + first.size(), v);
-    if (ec == std::errc() && p == first.data() + first.size() && is_symbol(sym)) {
+    auto [p, ec] = std::from_chars(chosen.data(), chosen.data() + chosen.size(), v);
+    if (n > 0 && ec == std::errc() && p == chosen.data() + chosen.size() && is_symbol(sym)) {
       if (!scores_.count(sym)) score_order_.push_back(sym);
       scores_[sym] = v;
     }
@@ -274,7 +277,7 @@ SaImport SaImporter::finish() {
   return std::move(out_);
 }
 
-Result<SaImport> import_sa_dir(const fs::path& dir) {
+Result<SaImport> import_sa_dir(const fs::path& dir, int score_set) {
   std::error_code ec;
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir, ec))
@@ -282,7 +285,7 @@ Result<SaImport> import_sa_dir(const fs::path& dir) {
   if (ec) return Error{Errc::IoError, dir.string() + ": " + ec.message()};
   if (files.empty()) return Error{Errc::NotFound, dir.string() + ": no .cf files"};
   std::sort(files.begin(), files.end());
-  SaImporter imp;
+  SaImporter imp(score_set);
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     std::ostringstream buf;

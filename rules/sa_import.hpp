@@ -18,16 +18,26 @@ namespace moat::rules {
 
 struct SaImport {
   std::vector<Rule> rules;                               // converted, parseable by rules::parse
-  std::vector<std::pair<std::string, double>> scores;    // score set 0 (no network, no Bayes)
+  std::vector<std::pair<std::string, double>> scores;    // of the chosen score set
   std::vector<std::string> skipped;                      // "FILE:LINE: SYMBOL: reason"
   std::map<std::string, std::size_t> converted_by_type;  // "body" -> 700
   std::map<std::string, std::size_t> skipped_by_reason;  // "eval: rule" -> 400
   std::size_t files = 0;
 };
 
+// SpamAssassin's score sets: a `score` line holds one value for all four or
+// one per set. Set 0 (no Bayes, no network tests) fits moat's default
+// pipeline, where the bayes filter is opt-in; set 2 (Bayes on, network off)
+// fits one with the bayes filter, as SpamAssassin itself switches to it when
+// its Bayes is active: it lowered set 2's rule scores because Bayes carries
+// part of the same evidence. Sets 1 and 3 assume network tests that
+// import-sa does not convert.
+inline constexpr int kDefaultScoreSet = 0;
+
 // Feeds one .cf file's text; call for each file in name order, then finish().
 class SaImporter {
  public:
+  explicit SaImporter(int score_set = kDefaultScoreSet) : score_set_(score_set) {}
   void add_file(std::string_view text, const std::string& name);
   SaImport finish();
 
@@ -42,10 +52,11 @@ class SaImporter {
   std::map<std::string, std::string> tags_, pre_, post_, inter_;
   std::vector<std::string> replace_rules_;
   std::string start_ = "<", end_ = ">";
+  int score_set_;
   SaImport out_;
 };
 
-// All *.cf files of a folder, in name order.
-Result<SaImport> import_sa_dir(const std::filesystem::path& dir);
+// All *.cf files of a folder, in name order; score_set is 0-3.
+Result<SaImport> import_sa_dir(const std::filesystem::path& dir, int score_set = kDefaultScoreSet);
 
 }  // namespace moat::rules

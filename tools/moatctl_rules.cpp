@@ -2,7 +2,7 @@
 // SpamAssassin rules, and measure the rules stage (bench/rules-speed).
 //   moatctl rules check [DIR...]             parse + compile, print the engine split
 //   moatctl rules scan FILE... [--dir DIR] [--cache DIR]   symbols each message hits
-//   moatctl rules import-sa SADIR OUTDIR     convert *.cf into OUTDIR/sa.rules + sa.scores
+//   moatctl rules import-sa SADIR OUTDIR [--score-set N]   convert *.cf into OUTDIR/sa.rules + sa.scores
 //   moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body] [--no-pcre] [--no-gates] [--cache DIR] [--per-rule N] [--rank-hs N]
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -37,7 +37,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: moatctl rules check [DIR...]\n"
                "       moatctl rules scan FILE... [--dir DIR] [--cache DIR]\n"
-               "       moatctl rules import-sa SADIR OUTDIR\n"
+               "       moatctl rules import-sa SADIR OUTDIR [--score-set 0-3]\n"
                "       moatctl rules bench --dir DIR --corpus DIR... [--limit N] [--class body|rawbody|full] [--no-pcre] [--no-gates] [--cache DIR] [--per-rule N] [--rank-hs N]\n");
   return 2;
 }
@@ -228,9 +228,14 @@ int scan(const Context& ctx, const Args& args) {
   return 0;
 }
 
-int import_sa(const Args& args) {
+int import_sa(Args args) {
+  int score_set = rules::kDefaultScoreSet;
+  if (args.size() == 4 && args[2] == "--score-set" && args[3].size() == 1 && args[3][0] >= '0' && args[3][0] <= '3') {
+    score_set = args[3][0] - '0';
+    args.resize(2);
+  }
   if (args.size() != 2) return usage();
-  auto imp = rules::import_sa_dir(args[0]);
+  auto imp = rules::import_sa_dir(args[0], score_set);
   if (!imp) {
     std::fprintf(stderr, "%s\n", imp.error().detail.c_str());
     return 1;
@@ -239,7 +244,7 @@ int import_sa(const Args& args) {
   std::error_code ec;
   fs::create_directories(out, ec);
   std::string header = "# Converted by `moatctl rules import-sa " + args[0] + "` from " + std::to_string(imp->files) +
-                       " SpamAssassin files.\n";
+                       " SpamAssassin files, score set " + std::to_string(score_set) + ".\n";
   std::ofstream(out / "sa.rules", std::ios::binary) << header << rules::to_text(imp->rules);
   std::ofstream scores(out / "sa.scores", std::ios::binary);
   scores << header;

@@ -379,11 +379,23 @@ TEST_CASE("rules: SpamAssassin import details", "[rules][sa]") {
   CHECK(out.rules[1].description == "Slash in subject");
   CHECK(out.rules[2].pattern == "\\#1");
   CHECK(out.rules[3].symbol == "ONE");
-  CHECK(out.scores == std::vector<std::pair<std::string, double>>{{"SUBJ", 1.5}});
+  CHECK(out.scores == std::vector<std::pair<std::string, double>>{{"SUBJ", 1.5}});  // set 0 by default
   CHECK(out.skipped == std::vector<std::string>{"t.cf:8: EV: eval: rule (Perl code)", "t.cf:9: TOCC: pseudo-header ToCc",
                                                 "t.cf:12: BOTH: meta needs unconverted rule (EV)"});
   // The converted rules compile and run.
   auto set = RuleSet::compile(out.rules);
   REQUIRE(set);
   CHECK(hits(**set, "Subject: A/B\r\n\r\n4-bx\r\n") == std::vector<std::string>{"FUZZY", "SUBJ"});
+}
+
+TEST_CASE("rules: SpamAssassin import picks the score set", "[rules][sa]") {
+  const char* cf = "header A Subject =~ /a/\nheader B Subject =~ /b/\nscore A 1.5 2 3 4\nscore B 0.7\n";
+  const double a[] = {1.5, 2, 3, 4};
+  for (int set : {0, 1, 2, 3}) {
+    SaImporter imp(set);
+    imp.add_file(cf, "t.cf");
+    auto out = imp.finish();
+    // Four values: one per set; one value: every set.
+    CHECK(out.scores == std::vector<std::pair<std::string, double>>{{"A", a[set]}, {"B", 0.7}});
+  }
 }
