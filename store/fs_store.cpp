@@ -1033,20 +1033,89 @@ std::vector<Result<std::string>> FsStore::fetch_many(std::string_view user, std:
                                                      const std::vector<std::uint32_t>& uids) {
   // GUIDs under one index lock; the body files are read after it is released.
   std::vector<BodyRef> where(uids.size());
+  std::vector<std::uint64_t> sizes(uids.size());
   auto located = with_box(user, name, [&](Box& b) -> Result<bool> {
     for (std::size_t i = 0; i < uids.size(); ++i)
-      if (auto* m = b.find(uids[i])) where[i] = BodyRef{m->guid, m->pack, m->pack_offset};
+      if (auto* m = b.find(uids[i])) {
+        where[i] = BodyRef{m->guid, m->pack, m->pack_offset};
+        sizes[i] = m->size;
+      }
     return true;
   });
+  std::vector<std::optional<Result<std::string>>> got(uids.size());
+  if (located) read_packed(where, sizes, got);
   std::vector<Result<std::string>> out;
   out.reserve(uids.size());
   for (std::size_t i = 0; i < uids.size(); ++i) {
     if (!located) out.push_back(located.error());
     else if (where[i].guid.empty()) out.push_back(Error{Errc::NotFound, "no such message: UID " + std::to_string(uids[i])});
+    else if (got[i]) out.push_back(std::move(*got[i]));
     else out.push_back(read_body(where[i].guid, where[i].pack, where[i].offset, 0, UINT64_MAX));
     if (!out.back() && where[i].pack) out.back() = fetch(user, name, uids[i]);  // moved meanwhile?
   }
   return out;
+}
+
+constexpr std::uint64_t kHeaderRoom = 4096;
+
+// Bodies that sit close together in one pack (mail appended one after the
+// other does) are read with one open and one pread for the stretch, instead
+// of open, fstat, pread and close for each: FETCH 1:* spent a quarter of its
+// time in those calls (perf, bench/imap). got[i] stays empty for a body
+// not read here (own file, far away, or not wholly inside the stretch);
+// read_body() then reads it alone and does all the checks.
+// A record is its header (GUID, sizes, owners: well under kHeaderRoom for
+// all but mail delivered to very many users) and at most `size` bytes.
+void FsStore::read_packed(const std::vector<BodyRef>& where, const std::vector<std::uint64_t>& sizes,
+                          std::vector<std::optional<Result<std::string>>>& got) {
+  constexpr std::uint64_t kSpan = 8u << 20;  // bytes per pread at most
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < where.size(); ++i)
+    if (where[i].pack && !where[i].guid.empty()) order.push_back(i);
+  std::sort(order.begin(), order.end(), [&where](std::size_t a, std::size_t b) {
+    return std::tie(where[a].pack, where[a].offset) < std::tie(where[b].pack, where[b].offset);
+  });
+  for (std::size_t at = 0; at < order.size();) {
+    // a run in one pack whose starts lie within kSpan of the first
+    const BodyRef& first = where[order[at]];
+    std::size_t end = at + 1;
+    std::uint64_t span = sizes[order[at]] + kHeaderRoom;
+    for (; end < order.size() && where[order[end]].pack == first.pack; ++end) {
+      const std::uint64_t reach = where[order[end]].offset - first.offset + sizes[order[end]] + kHeaderRoom;
+      if (reach > kSpan) break;
+      span = std::max(span, reach);
+    }
+    if (end - at >= 2) read_run(where, order, at, end, span, got);
+    at = end;
+  }
+}
+
+void FsStore::read_run(const std::vector<BodyRef>& where, const std::vector<std::size_t>& order, std::size_t at,
+                       std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got) {
+  const BodyRef& first = where[order[at]];
+  const auto path = pack_path(first.pack);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // read_body() reports it
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || first.offset >= std::uint64_t(st.st_size)) return;
+  const std::uint64_t file = std::uint64_t(st.st_size);
+  auto span = pread_exact(fd, first.offset, std::min(want, file - first.offset));
+  if (!span) return;
+  for (std::size_t k = at; k < end; ++k) {
+    const BodyRef& r = where[order[k]];
+    const std::string_view rec = std::string_view(*span).substr(std::size_t(r.offset - first.offset));
+    auto h = format::decode_body_header(rec);
+    if (!h || h->first.guid != r.guid || h->second + h->first.stored > rec.size()) continue;
+    const auto& bh = h->first;
+    const std::string_view stored = rec.substr(h->second, std::size_t(bh.stored));
+    Result<std::string> raw = bh.zstd ? unzstd(stored, bh.size) : Result<std::string>(std::string(stored));
+    if (!raw || format::crc32(*raw) != bh.crc) continue;  // read_body() says what is wrong
+    got[order[k]] = std::move(*raw);
+  }
 }
 
 Result<MailboxStatus> FsStore::version(std::string_view user, std::string_view name) {

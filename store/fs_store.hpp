@@ -150,6 +150,11 @@ class FsStore final : public MailboxStore {
                                std::string_view to, bool move);
   void notify(Box& b);
   std::filesystem::path body_path(std::string_view guid) const;
+  // fetch_many(): bodies close together in a pack read with one pread
+  void read_packed(const std::vector<BodyRef>& where, const std::vector<std::uint64_t>& sizes,
+                   std::vector<std::optional<Result<std::string>>>& got);
+  void read_run(const std::vector<BodyRef>& where, const std::vector<std::size_t>& order, std::size_t at,
+                std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got);
   Result<std::string> read_body(const std::string& guid, std::uint32_t pack, std::uint64_t base,
                                 std::uint64_t offset, std::uint64_t length);
 

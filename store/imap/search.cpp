@@ -133,9 +133,12 @@ class KeyParser {
     if (k == "FROM" || k == "TO" || k == "CC" || k == "BCC" || k == "SUBJECT") {
       auto r = text_key(K::Header, i);
       if (r) r->field = k;
+      if (k != "SUBJECT") envelope_ok_ = false;  // addresses: the header's text, not the ENVELOPE's parse
+      else uses_subject_ = true;
       return r;
     }
     if (k == "HEADER") {
+      envelope_ok_ = false;
       if (i >= args_.size() || args_[i].is_list()) return bad("HEADER field-name string");
       std::string field = args_[i++].text;
       auto r = text_key(K::Header, i);
@@ -179,12 +182,16 @@ class KeyParser {
     needs_content_ = needs_content_ || sub.needs_content_;
     needs_body_ = needs_body_ || sub.needs_body_;
     uses_modseq_ = uses_modseq_ || sub.uses_modseq_;
+    envelope_ok_ = envelope_ok_ && sub.envelope_ok_;
+    uses_subject_ = uses_subject_ || sub.uses_subject_;
     return n;
   }
 
   bool needs_content_ = false;
   bool needs_body_ = false;
   bool uses_modseq_ = false;
+  bool envelope_ok_ = true;  // SENT* and SUBJECT only: the cached ENVELOPE answers them
+  bool uses_subject_ = false;
 
  private:
   static Error bad(std::string text) { return Error{Errc::ParamSyntax, std::move(text)}; }
@@ -193,7 +200,10 @@ class KeyParser {
     if (i >= args_.size() || args_[i].is_list()) return bad("search key needs a string");
     SearchKey n{kind, 0, {}, args_[i++].text, 0, {}, {}};
     if (kind != K::Keyword && kind != K::NoKeyword) needs_content_ = true;
-    if (kind == K::Body || kind == K::Text) needs_body_ = true;
+    if (kind == K::Body || kind == K::Text) {
+      needs_body_ = true;
+      envelope_ok_ = false;
+    }
     return n;
   }
 
@@ -307,6 +317,49 @@ std::string all_headers(const mime::Message& msg) {
   return all;
 }
 
+std::string_view trim_blanks(std::string_view s) {  // as Message::headers() trims
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+// The first two fields of a cached ENVELOPE, "(date subject ...": each
+// NIL, a quoted string or a literal, as structure.cpp writes them.
+std::optional<std::string> read_nstring(std::string_view e, std::size_t& i, bool& ok) {
+  ok = false;
+  if (e.substr(i, 3) == "NIL") {
+    i += 3;
+    ok = true;
+    return std::nullopt;
+  }
+  std::string out;
+  if (i < e.size() && e[i] == '"') {
+    for (++i; i < e.size() && e[i] != '"'; ++i) {
+      if (e[i] == '\\' && i + 1 < e.size()) ++i;
+      out += e[i];
+    }
+    if (i >= e.size()) return std::nullopt;
+    ++i;
+    ok = true;
+    return out;
+  }
+  if (i < e.size() && e[i] == '{') {
+    const auto close = e.find("}\r\n", i);
+    if (close == std::string_view::npos) return std::nullopt;
+    std::size_t n = 0;
+    for (std::size_t k = i + 1; k < close; ++k) {
+      if (e[k] < '0' || e[k] > '9' || n > e.size()) return std::nullopt;
+      n = n * 10 + std::size_t(e[k] - '0');
+    }
+    if (close + 3 + n > e.size()) return std::nullopt;
+    out = e.substr(close + 3, n);
+    i = close + 3 + n;
+    ok = true;
+    return out;
+  }
+  return std::nullopt;
+}
+
 struct Eval {
   const MessageInfo& m;
   std::uint32_t seq;
@@ -324,12 +377,27 @@ struct Eval {
   }
   // The Date field's day; without a Date field, or one that cannot be read,
   // the INTERNALDATE's (the "sent date" of RFC 5256 §2.2, SORT's).
+  // Without the message, the cached ENVELOPE's Date (Search::from_envelope()).
   std::int64_t sent_day() const {
     if (!sent_cache) {
-      auto d = parsed ? parse_header_date(parsed->date()) : std::nullopt;
+      std::optional<std::int64_t> d;
+      if (parsed) {
+        d = parse_header_date(parsed->date());
+      } else if (auto e = envelope_fields(m.envelope); e && e->date) {
+        d = parse_header_date(*e->date);
+      }
       sent_cache = d ? *d : internal_day();
     }
     return *sent_cache;
+  }
+  // SUBJECT from the ENVELOPE: its Subject is the field unfolded, still
+  // RFC 2047-encoded, as Message::headers() starts from.
+  bool envelope_subject_has(const SearchKey& k) const {
+    auto e = envelope_fields(m.envelope);
+    if (!e || !e->subject) return false;
+    if (k.text.empty()) return true;  // SUBJECT "": the field exists
+    const std::string v(trim_blanks(mime::decode_header(*e->subject).data));
+    return fold_case(v + "\n").find(fold_case(k.text)) != std::string::npos;
   }
   const std::string& body() const {
     if (!body_cache) body_cache = fold_case(body_text(*parsed, content));
@@ -367,7 +435,9 @@ struct Eval {
       case K::SentBefore: return sent_day() < day;
       case K::SentOn: return sent_day() == day;
       case K::SentSince: return sent_day() >= day;
-      case K::Header: return parsed && header_has(k);
+      case K::Header:
+        if (!parsed && k.field == "SUBJECT" && !m.envelope.empty()) return envelope_subject_has(k);
+        return parsed && header_has(k);
       case K::Body: return parsed && body().find(fold_case(k.text)) != std::string::npos;
       case K::Text: return parsed && (header().find(fold_case(k.text)) != std::string::npos ||
                                       body().find(fold_case(k.text)) != std::string::npos);
@@ -522,7 +592,29 @@ Result<Search> Search::parse(const std::vector<ip::Arg>& args, std::size_t first
   s.needs_content_ = kp.needs_content_;
   s.needs_body_ = kp.needs_body_;
   s.uses_modseq_ = kp.uses_modseq_;
+  s.envelope_ok_ = kp.envelope_ok_;
+  s.uses_subject_ = kp.uses_subject_;
   return s;
+}
+
+std::optional<EnvelopeFields> envelope_fields(std::string_view e) {
+  if (e.empty() || e[0] != '(') return std::nullopt;
+  std::size_t i = 1;
+  bool ok = false;
+  EnvelopeFields f;
+  f.date = read_nstring(e, i, ok);
+  if (!ok || i >= e.size() || e[i] != ' ') return std::nullopt;
+  ++i;
+  f.subject_folded = i < e.size() && e[i] == '{';
+  f.subject = read_nstring(e, i, ok);
+  if (!ok) return std::nullopt;
+  return f;
+}
+
+bool Search::from_envelope(const MessageInfo& m) const {
+  if (!needs_content_ || !envelope_ok_ || m.envelope.empty()) return false;
+  const auto f = envelope_fields(m.envelope);
+  return f && !(uses_subject_ && f->subject_folded);
 }
 
 bool Search::matches(const MessageInfo& m, std::uint32_t seq, const mime::Message* parsed, std::string_view content) const {

@@ -63,6 +63,9 @@ class Search {
   // SENT* dates) can be given the header block alone.
   bool needs_body() const { return needs_body_; }
   bool uses_modseq() const { return uses_modseq_; }
+  // Whether `m` is answered from its cached ENVELOPE (SENT* dates and
+  // SUBJECT need no message bytes then; matches() gets no message).
+  bool from_envelope(const MessageInfo& m) const;
   const SearchReturn& ret() const { return ret_; }
   // IMAP4rev2: ESEARCH even without RETURN, which then means RETURN (ALL)
   void force_esearch() {
@@ -79,7 +82,22 @@ class Search {
   bool needs_content_ = false;
   bool needs_body_ = false;
   bool uses_modseq_ = false;
+  bool envelope_ok_ = false;
+  bool uses_subject_ = false;
 };
+
+// Date and Subject of a cached ENVELOPE string as they were in the header
+// (unfolded, RFC 2047 words not decoded); nullopt for NIL. nullopt as a
+// whole when the string does not start the way structure.cpp writes it.
+struct EnvelopeFields {
+  std::optional<std::string> date, subject;
+  // A literal is how a folded field is written. The ENVELOPE unfolds in
+  // its own way (a continuation TAB becomes a space, as Dovecot writes it),
+  // not necessarily as the header decoder does, so SUBJECT reads the header
+  // of such a message: the answer stays exactly the header's.
+  bool subject_folded = false;
+};
+std::optional<EnvelopeFields> envelope_fields(std::string_view envelope);
 
 // The header of a message with the blank line that ends it (all of it when
 // there is no blank line): what a Search without needs_body() is given.

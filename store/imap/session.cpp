@@ -113,6 +113,35 @@ std::optional<std::int64_t> parse_date_time(const std::string& s) {
   return std::int64_t(timegm(&tm)) - (sign == '-' ? -off : off);
 }
 
+struct FetchItem {
+  enum class Kind { Uid, Flags, InternalDate, Size, Envelope, BodyStructure, Body, Section, ModSeq } kind;
+  std::string label;        // as echoed in the response ("BODY[HEADER]<0>")
+  std::string section;      // upper-cased section text: "", "HEADER", "TEXT", "HEADER.FIELDS (A B)", "1"
+  bool peek = false;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> partial;
+};
+// One window of a FETCH: picked[begin, end) and the UIDs whose bytes it
+// needs; want[i] belongs to picked[begin + slot[i]].
+struct FetchWindow {
+  std::size_t begin = 0, end = 0;
+  std::vector<std::uint32_t> want;
+  std::vector<std::size_t> slot;
+};
+// Per message of a window: its bytes, an error (expunged meanwhile), or
+// nothing when no item needs them.
+using FetchBodies = std::vector<std::optional<Result<std::string>>>;
+struct FetchLoad {
+  FetchBodies bodies;
+  std::optional<MailboxStatus> version;
+};
+// What a FETCH command carries from window to window.
+struct FetchRun {
+  std::vector<FetchItem> items;
+  const std::vector<std::size_t>& picked;
+  bool sets_seen = false;
+  std::string out;
+};
+
 struct Notifier {
   explicit Notifier(asio::any_io_executor ex) : timer(ex) { timer.expires_at(Clock::time_point::max()); }
   asio::steady_timer timer;
@@ -863,6 +892,11 @@ class Session {
   }
 
   asio::awaitable<bool> fetch(const ip::Command& c, std::size_t first, bool uid);
+  std::vector<FetchWindow> plan_windows(const std::vector<FetchItem>& items, const std::vector<std::size_t>& picked) const;
+  asio::awaitable<FetchLoad> load_window(const FetchWindow& w);
+  asio::awaitable<bool> render_window(FetchRun& run, const FetchWindow& w, FetchBodies& bodies);
+  void render_message(std::string& out, const std::vector<FetchItem>& items, std::size_t idx,
+                      const std::string& content) const;
   asio::awaitable<bool> changed_since(const std::string& set, bool uid, std::uint64_t since, bool vanished,
                                       std::vector<std::size_t>& picked);
   asio::awaitable<bool> store(const ip::Command& c, std::size_t first, bool uid);
@@ -897,14 +931,6 @@ class Session {
 };
 
 // ---------------------------------------------------------------- FETCH ---
-
-struct FetchItem {
-  enum class Kind { Uid, Flags, InternalDate, Size, Envelope, BodyStructure, Body, Section, ModSeq } kind;
-  std::string label;        // as echoed in the response ("BODY[HEADER]<0>")
-  std::string section;      // upper-cased section text: "", "HEADER", "TEXT", "HEADER.FIELDS (A B)", "1"
-  bool peek = false;
-  std::optional<std::pair<std::uint64_t, std::uint64_t>> partial;
-};
 
 bool parse_item(const std::string& raw, std::vector<FetchItem>& out) {
   const std::string u = upper(raw);
@@ -1055,51 +1081,100 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
   const bool sets_seen = !read_only_ && std::any_of(items.begin(), items.end(), [](const FetchItem& i) {
     return i.kind == FetchItem::Kind::Section && !i.peek;
   });
+  FetchRun run{std::move(items), picked, sets_seen, {}};
+  const auto windows = plan_windows(run.items, picked);
+  // Bodies come from the store a window at a time (one trip to the blocking
+  // pool per window, not per message), and the next window is read while
+  // this one is written: the pool thread reads and decompresses while the
+  // session's thread encrypts and sends (FETCH 1:* was one after the other).
+  // Responses leave in writes of about kFetchFlush bytes.
+  FetchLoad cur;
+  if (!windows.empty()) cur = co_await load_window(windows[0]);
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    fresh_version_ = cur.version;
+    bool sent = false;
+    if (w + 1 < windows.size()) {
+      auto [ok, next] = co_await (render_window(run, windows[w], cur.bodies) && load_window(windows[w + 1]));
+      sent = ok;
+      cur = std::move(next);
+    } else {
+      sent = co_await render_window(run, windows[w], cur.bodies);
+    }
+    if (!sent) co_return false;
+  }
+  // The last responses leave in one write with what follows (sync()'s
+  // untagged ones, the tagged OK): a small second write would wait for the
+  // client's delayed ACK (Nagle), about 40 ms for every one-message FETCH.
+  pending_ = std::move(run.out);
+  bool ok = co_await sync(uid);
+  if (!ok) co_return false;
+  const std::string done = c.name == "UID" ? "UID FETCH completed" : "FETCH completed";
+  co_return co_await tagged(c.tag, "OK", done);
+}
+
+// Splits the picked messages into windows of at most kFetchBatch messages
+// and kFetchBatchBytes, listing the UIDs whose bytes each needs.
+std::vector<FetchWindow> Session::plan_windows(const std::vector<FetchItem>& items,
+                                               const std::vector<std::size_t>& picked) const {
+  std::vector<FetchWindow> out;
+  for (std::size_t k = 0; k < picked.size();) {
+    FetchWindow w;
+    w.begin = k;
+    std::uint64_t bytes = 0;
+    for (; k < picked.size() && k - w.begin < kFetchBatch && bytes < kFetchBatchBytes; ++k) {
+      const MessageInfo& m = msgs_[picked[k]];
+      if (!needs_content(items, m)) continue;
+      w.want.push_back(m.uid);
+      w.slot.push_back(k - w.begin);
+      bytes += m.size;
+    }
+    w.end = k;
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+// The bytes of one window's messages (nullopt where none are needed), and
+// the mailbox version read with them, so the sync() after the last window
+// needs no trip of its own when nothing changed.
+asio::awaitable<FetchLoad> Session::load_window(const FetchWindow& w) {
+  FetchLoad load;
+  load.bodies.resize(w.end - w.begin);
+  if (w.want.empty()) co_return load;
   auto* st = deps_.store;
   const std::string user = user_, box = box_;
-  // Bodies come from the store a window at a time (one trip to the blocking
-  // pool per window, not per message) and responses leave in writes of
-  // about kFetchFlush bytes, not one per message.
-  std::vector<std::optional<Result<std::string>>> window;
-  std::size_t win_begin = 0, win_end = 0;
-  std::string out;
-  for (std::size_t k = 0; k < picked.size(); ++k) {
-    const std::size_t idx = picked[k];
-    if (k >= win_end) {
-      std::vector<std::uint32_t> want;
-      std::vector<std::size_t> slot;
-      std::uint64_t bytes = 0;
-      std::size_t j = k;
-      for (; j < picked.size() && j - k < kFetchBatch && bytes < kFetchBatchBytes; ++j) {
-        const MessageInfo& mj = msgs_[picked[j]];
-        if (!needs_content(items, mj)) continue;
-        want.push_back(mj.uid);
-        slot.push_back(j - k);
-        bytes += mj.size;
-      }
-      window.assign(j - k, std::nullopt);
-      win_begin = k;
-      win_end = j;
-      if (!want.empty()) {
-        // The mailbox version rides along, so the sync() after the last
-        // window needs no trip of its own when nothing changed.
-        std::optional<MailboxStatus> ver;
-        auto got = co_await blocking([st, &user, &box, &want, &ver] {
-          auto bodies = st->fetch_many(user, box, want);
-          if (auto v = st->version(user, box); v) ver = *v;
-          return bodies;
-        });
-        fresh_version_ = ver;
-        for (std::size_t w = 0; w < got.size() && w < slot.size(); ++w) window[slot[w]] = std::move(got[w]);
-      }
-    }
-    MessageInfo& m = msgs_[idx];
+  const std::vector<std::uint32_t>* want = &w.want;
+  std::optional<MailboxStatus> ver;
+  auto got = co_await blocking([st, &user, &box, want, &ver] {
+    auto bodies = st->fetch_many(user, box, *want);
+    if (auto v = st->version(user, box); v) ver = *v;
+    return bodies;
+  });
+  load.version = ver;
+  for (std::size_t i = 0; i < got.size() && i < w.slot.size(); ++i) load.bodies[w.slot[i]] = std::move(got[i]);
+  co_return load;
+}
+
+// The FETCH responses of one window into run.out, written out whenever it
+// holds kFetchFlush bytes (but not after the command's last message: that
+// goes with the tagged reply).
+asio::awaitable<bool> Session::render_window(FetchRun& run, const FetchWindow& w, FetchBodies& bodies) {
+  auto* st = deps_.store;
+  const std::string user = user_, box = box_;
+  auto& items = run.items;
+  const auto has = [&items](FetchItem::Kind k) {
+    return std::any_of(items.begin(), items.end(), [k](const FetchItem& i) { return i.kind == k; });
+  };
+  std::string& out = run.out;
+  for (std::size_t k = w.begin; k < w.end; ++k) {
+    const std::size_t idx = run.picked[k];
     std::string content;
-    if (auto& body = window[k - win_begin]; body) {
+    if (auto& body = bodies[k - w.begin]; body) {
       if (!*body) continue;  // expunged meanwhile: reported by the next sync
       content = std::move(**body);
     }
-    if (sets_seen && !(m.flags & kSeen)) {
+    MessageInfo& m = msgs_[idx];
+    if (run.sets_seen && !(m.flags & kSeen)) {
       FlagUpdate add;
       add.mode = FlagUpdate::Mode::Add;
       add.flags = kSeen;
@@ -1111,69 +1186,69 @@ asio::awaitable<bool> Session::fetch(const ip::Command& c, std::size_t first, bo
       // the flag change moved its MODSEQ: say so (RFC 7162 §3.2.4)
       if (condstore_ && !has(FetchItem::Kind::ModSeq)) items.push_back(FetchItem{FetchItem::Kind::ModSeq, "MODSEQ", "", false, {}});
     }
-    out += "* " + std::to_string(idx + 1) + " FETCH (";
-    bool firstitem = true;
-    std::optional<mime::Message> parsed;
-    for (const auto& it : items) {
-      if (!firstitem) out += ' ';
-      firstitem = false;
-      out += it.label + " ";
-      switch (it.kind) {
-        case FetchItem::Kind::Uid: out += std::to_string(m.uid); break;
-        case FetchItem::Kind::Flags: out += flags_text(m); break;
-        case FetchItem::Kind::InternalDate: out += imap_date(m.internaldate); break;
-        case FetchItem::Kind::Size: out += std::to_string(m.size); break;
-        case FetchItem::Kind::ModSeq: out += "(" + std::to_string(m.modseq) + ")"; break;
-        case FetchItem::Kind::Envelope:
-        case FetchItem::Kind::BodyStructure:
-        case FetchItem::Kind::Body: {
-          if (it.kind == FetchItem::Kind::Envelope && !m.envelope.empty()) {
-            out += m.envelope;
-            break;
-          }
-          if (it.kind == FetchItem::Kind::BodyStructure && !m.bodystructure.empty()) {
-            out += m.bodystructure;
-            break;
-          }
-          if (!parsed) parsed = mime::parse(content);
-          if (it.kind == FetchItem::Kind::Envelope) out += ip::envelope(*parsed);
-          else out += ip::body_structure(*parsed, content, it.kind == FetchItem::Kind::BodyStructure);
-          break;
-        }
-        case FetchItem::Kind::Section: {
-          if (it.section.empty() && !it.partial) {
-            // BODY[] and RFC822: the stored bytes as they are, no MIME parse.
-            out += "{" + std::to_string(content.size()) + "}\r\n";
-            out += content;
-            break;
-          }
-          auto bytes = section_bytes(content, it.section);
-          std::string data = bytes ? std::move(*bytes) : std::string();
-          if (it.partial) {
-            const auto [off, len] = *it.partial;
-            data = off >= data.size() ? std::string() : data.substr(std::size_t(off), std::size_t(len));
-          }
-          out += "{" + std::to_string(data.size()) + "}\r\n" + data;
-          break;
-        }
-      }
-    }
-    out += ")\r\n";
-    // Not after the last message: that write goes with the tagged reply.
-    if (out.size() >= kFetchFlush && k + 1 < picked.size()) {
+    render_message(out, items, idx, content);
+    if (out.size() >= kFetchFlush && k + 1 < run.picked.size()) {
       bool sent = co_await send(std::move(out));
       if (!sent) co_return false;
       out.clear();
     }
   }
-  // The last responses leave in one write with what follows (sync()'s
-  // untagged ones, the tagged OK): a small second write would wait for the
-  // client's delayed ACK (Nagle), about 40 ms for every one-message FETCH.
-  pending_ = std::move(out);
-  bool ok = co_await sync(uid);
-  if (!ok) co_return false;
-  const std::string done = c.name == "UID" ? "UID FETCH completed" : "FETCH completed";
-  co_return co_await tagged(c.tag, "OK", done);
+  co_return true;
+}
+
+// "* n FETCH (...)\r\n" for msgs_[idx]; `content` is the message when an
+// item needed it.
+void Session::render_message(std::string& out, const std::vector<FetchItem>& items, std::size_t idx,
+                             const std::string& content) const {
+  const MessageInfo& m = msgs_[idx];
+  out += "* " + std::to_string(idx + 1) + " FETCH (";
+  bool firstitem = true;
+  std::optional<mime::Message> parsed;
+  for (const auto& it : items) {
+    if (!firstitem) out += ' ';
+    firstitem = false;
+    out += it.label + " ";
+    switch (it.kind) {
+      case FetchItem::Kind::Uid: out += std::to_string(m.uid); break;
+      case FetchItem::Kind::Flags: out += flags_text(m); break;
+      case FetchItem::Kind::InternalDate: out += imap_date(m.internaldate); break;
+      case FetchItem::Kind::Size: out += std::to_string(m.size); break;
+      case FetchItem::Kind::ModSeq: out += "(" + std::to_string(m.modseq) + ")"; break;
+      case FetchItem::Kind::Envelope:
+      case FetchItem::Kind::BodyStructure:
+      case FetchItem::Kind::Body: {
+        if (it.kind == FetchItem::Kind::Envelope && !m.envelope.empty()) {
+          out += m.envelope;
+          break;
+        }
+        if (it.kind == FetchItem::Kind::BodyStructure && !m.bodystructure.empty()) {
+          out += m.bodystructure;
+          break;
+        }
+        if (!parsed) parsed = mime::parse(content);
+        if (it.kind == FetchItem::Kind::Envelope) out += ip::envelope(*parsed);
+        else out += ip::body_structure(*parsed, content, it.kind == FetchItem::Kind::BodyStructure);
+        break;
+      }
+      case FetchItem::Kind::Section: {
+        if (it.section.empty() && !it.partial) {
+          // BODY[] and RFC822: the stored bytes as they are, no MIME parse.
+          out += "{" + std::to_string(content.size()) + "}\r\n";
+          out += content;
+          break;
+        }
+        auto bytes = section_bytes(content, it.section);
+        std::string data = bytes ? std::move(*bytes) : std::string();
+        if (it.partial) {
+          const auto [off, len] = *it.partial;
+          data = off >= data.size() ? std::string() : data.substr(std::size_t(off), std::size_t(len));
+        }
+        out += "{" + std::to_string(data.size()) + "}\r\n" + data;
+        break;
+      }
+    }
+  }
+  out += ")\r\n";
 }
 
 // FETCH (CHANGEDSINCE n [VANISHED]) (RFC 7162 §3.1.4.1, §3.2.6): the view's
@@ -1284,35 +1359,42 @@ asio::awaitable<bool> Session::search(const ip::Command& c, std::size_t first, b
   if (query.uses_modseq()) condstore_ = true;
   bool ok = co_await sync(uid);
   if (!ok) co_return false;
+  // Flags, dates, sizes and sets from the index; SENT* and SUBJECT from the
+  // cached ENVELOPE where there is one; the rest reads the messages.
   std::vector<bool> hit(msgs_.size(), false);
-  if (query.needs_content()) {
-    // Text and Date: keys read the messages, on the blocking pool.
+  std::vector<std::size_t> to_read;
+  for (std::size_t i = 0; i < msgs_.size(); ++i) {
+    if (query.needs_content() && !query.from_envelope(msgs_[i])) to_read.push_back(i);
+    else hit[i] = query.matches(msgs_[i], std::uint32_t(i + 1), nullptr, {});
+  }
+  if (!to_read.empty()) {
     auto* st = deps_.store;
     const std::string user = user_, box = box_;
     const std::vector<MessageInfo>* msgs = &msgs_;
+    const std::vector<std::size_t>* todo = &to_read;
     const Search* q = &query;
-    hit = co_await blocking([st, &user, &box, msgs, q] {
-      std::vector<bool> h(msgs->size(), false);
+    auto found = co_await blocking([st, &user, &box, msgs, todo, q] {
+      std::vector<bool> h(todo->size(), false);
       // Read in windows (one index lock per window, as FETCH does).
       constexpr std::size_t kWindow = 64;
       std::vector<std::uint32_t> uids;
-      for (std::size_t at = 0; at < msgs->size(); at += kWindow) {
-        const std::size_t end = std::min(msgs->size(), at + kWindow);
+      for (std::size_t at = 0; at < todo->size(); at += kWindow) {
+        const std::size_t end = std::min(todo->size(), at + kWindow);
         uids.clear();
-        for (std::size_t i = at; i < end; ++i) uids.push_back((*msgs)[i].uid);
+        for (std::size_t k = at; k < end; ++k) uids.push_back((*msgs)[(*todo)[k]].uid);
         auto contents = st->fetch_many(user, box, uids);
-        for (std::size_t i = at; i < end; ++i) {
-          if (!contents[i - at]) continue;
-          std::string_view content = *contents[i - at];
+        for (std::size_t k = at; k < end; ++k) {
+          if (!contents[k - at]) continue;
+          std::string_view content = *contents[k - at];
           if (!q->needs_body()) content = header_block(content);  // no MIME walk of the body
           const auto message = mime::parse(content);
-          h[i] = q->matches((*msgs)[i], std::uint32_t(i + 1), &message, content);
+          const std::size_t i = (*todo)[k];
+          h[k] = q->matches((*msgs)[i], std::uint32_t(i + 1), &message, content);
         }
       }
       return h;
     });
-  } else {
-    for (std::size_t i = 0; i < msgs_.size(); ++i) hit[i] = query.matches(msgs_[i], std::uint32_t(i + 1), nullptr, {});
+    for (std::size_t k = 0; k < to_read.size(); ++k) hit[to_read[k]] = found[k];
   }
   std::vector<std::uint32_t> numbers, hit_uids;
   std::uint64_t top = 0;

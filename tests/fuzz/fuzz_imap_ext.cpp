@@ -5,7 +5,8 @@
 // CONDSTORE/QRESYNC SELECT, FETCH and STORE modifiers (RFC 7162).
 // Oracles: no crash or sanitizer report; LIST answers each name once and only
 // names that match a pattern or carry CHILDINFO; the ESEARCH text agrees with
-// the hit count; a VANISHED set written from a QRESYNC known-uids set parses back.
+// the hit count; SENT*/SUBJECT answered from the cached ENVELOPE agree with
+// the message; a VANISHED set written from a QRESYNC known-uids set parses back.
 #include <cstdint>
 #include <cstdlib>
 #include <set>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/proto/imap/parser.hpp"
+#include "common/proto/imap/structure.hpp"
 #include "common/proto/mime/mime.hpp"
 #include "store/imap/condstore.hpp"
 #include "store/imap/list.hpp"
@@ -74,6 +76,11 @@ void search(const ip::Command& c, std::size_t first) {
     for (const char* m : kMessages) v.push_back(mime::parse(header_block(m)));
     return v;
   }();
+  static const std::vector<std::string> envelopes = [] {
+    std::vector<std::string> v;
+    for (const auto& m : parsed) v.push_back(ip::envelope(m));
+    return v;
+  }();
   for (std::size_t i = 0; i < msgs.size(); ++i) {
     const bool hit = s->matches(msgs[i], std::uint32_t(i + 1), &parsed[i], kMessages[i]);
     if (hit) hits.push_back(std::uint32_t(i + 1));
@@ -81,6 +88,11 @@ void search(const ip::Command& c, std::size_t first) {
     // must answer exactly as the whole message does.
     if (!s->needs_body() && hit != s->matches(msgs[i], std::uint32_t(i + 1), &heads[i], header_block(kMessages[i])))
       std::abort();
+    // With the ENVELOPE cached, SENT*/SUBJECT may be answered from it
+    // without the message: the answer must be the message's.
+    MessageInfo cached = msgs[i];
+    cached.envelope = envelopes[i];
+    if (s->from_envelope(cached) && hit != s->matches(cached, std::uint32_t(i + 1), nullptr, {})) std::abort();
   }
   SearchReturn all_count = s->ret();
   all_count.count = true;

@@ -293,6 +293,67 @@ TEST_CASE("fetch_many returns bodies in order and NotFound for gone UIDs", "[sto
   }
 }
 
+TEST_CASE("fetch_many reads neighbours in a pack together and still finds damage", "[store]") {
+  test::TempDir tmp;
+  for (bool compress : {false, true}) {
+    INFO("compress " << compress);
+    // pack_size 64 KiB: a window spans several packs; pack_max 128 KiB keeps
+    // the 100 KB body in the current pack, past the 4 KiB read-ahead room.
+    auto s = open_store(tmp.path / (compress ? "z" : "plain"), compress, 128 * 1024, 64 * 1024);
+    REQUIRE(s->create_user("u").ok());
+    std::vector<std::string> msgs;
+    std::vector<std::uint32_t> uids;
+    for (int i = 0; i < 80; ++i) {
+      msgs.push_back(message(i, i == 40 ? 100000 : std::size_t(i * 37 % 3000)));
+      uids.push_back(append(*s, "u", "INBOX", msgs.back()));
+    }
+    // out of order, with a repeat and one that does not exist
+    std::vector<std::uint32_t> want(uids.rbegin(), uids.rend());
+    want.push_back(uids[3]);
+    want.push_back(9999);
+    auto got = s->fetch_many("u", "INBOX", want);
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < 80; ++i) CHECK(got[i].value() == msgs[79 - i]);
+    CHECK(got[80].value() == msgs[3]);
+    CHECK(got[81].error().code == Errc::NotFound);
+
+    // One byte of message 10's record flipped in its pack: that message
+    // fails its checksum (Corrupt), its neighbours still read.
+    const auto infos = *s->messages("u", "INBOX");
+    const auto& victim = infos[10];
+    REQUIRE(victim.pack != 0);
+    const auto pack = s->options().root / "bodies" / "pack";
+    fs::path file;
+    for (const auto& e : fs::directory_iterator(pack))
+      if (std::stoul(e.path().filename().string()) == victim.pack) file = e.path();
+    REQUIRE(!file.empty());
+    {
+      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+      std::string rec(8192, '\0');
+      f.seekg(std::streamoff(victim.pack_offset));
+      f.read(rec.data(), std::streamsize(rec.size()));
+      rec.resize(std::size_t(f.gcount()));
+      f.clear();
+      auto h = format::decode_body_header(rec);
+      REQUIRE(h.ok());
+      // a byte in the middle of the stored body
+      const auto at = std::streamoff(victim.pack_offset + h->second + h->first.stored / 2);
+      f.seekg(at);
+      char c = 0;
+      f.read(&c, 1);
+      c = char(c ^ 0x55);
+      f.seekp(at);
+      f.write(&c, 1);
+    }
+    got = s->fetch_many("u", "INBOX", uids);
+    for (std::size_t i = 0; i < 80; ++i) {
+      INFO("message " << i);
+      if (i == 10) CHECK(got[i].error().code == Errc::Corrupt);
+      else CHECK(got[i].value() == msgs[i]);
+    }
+  }
+}
+
 TEST_CASE("version changes with every append, flag change and expunge, not otherwise", "[store]") {
   test::TempDir tmp;
   auto s = open_store(tmp.path);
