@@ -10,6 +10,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <typeindex>
+#include <typeinfo>
+#include <utility>
 #include <vector>
 
 #include "common/config.hpp"
@@ -21,10 +24,6 @@
 namespace moat::filters {
 
 namespace asio = boost::asio;
-
-namespace attachments {
-struct Leaves;
-}
 
 enum class Phase : std::uint8_t { Connect, Helo, MailFrom, RcptTo, EndOfData };
 using PhaseMask = std::uint8_t;
@@ -73,10 +72,25 @@ struct ScanContext {
   // Text of one leaf part for scanning (mime::part_text: decoded, UTF-8, HTML
   // as text), made once however many filters ask.
   const std::string& part_text(std::size_t part);
-  // The leaves of that parse, transfer-decoded, as the attachment policy and
-  // the antivirus read them (filters/attachments/leaves.hpp): the first of
-  // them decodes (attachments::shared_leaves), the other reuses the result.
-  std::shared_ptr<const attachments::Leaves> leaves;
+  // Results one content filter derives from the message that another may
+  // reuse, one per type: the decoded leaves the attachment policy and the
+  // antivirus both read (attachments::shared_leaves), for one. The first
+  // filter to make one shares it; the later ones take it.
+  template <class T>
+  std::shared_ptr<const T> shared() const {
+    for (const auto& [type, value] : shared_)
+      if (type == std::type_index(typeid(T))) return std::static_pointer_cast<const T>(value);
+    return nullptr;
+  }
+  template <class T>
+  void share(std::shared_ptr<const T> value) {
+    for (auto& [type, v] : shared_)
+      if (type == std::type_index(typeid(T))) {
+        v = std::move(value);
+        return;
+      }
+    shared_.emplace_back(std::type_index(typeid(T)), std::move(value));
+  }
 
   // Taps the filters opened for this message (Pipeline::open_taps); the
   // session feeds them every chunk; a filter finds its own at EndOfData.
@@ -90,6 +104,7 @@ struct ScanContext {
   std::vector<std::pair<const Filter*, std::unique_ptr<DataTap>>> taps_;
   std::shared_ptr<const mime::Message> parsed_;
   std::map<std::size_t, std::string> texts_;  // node-based: references stay valid
+  std::vector<std::pair<std::type_index, std::shared_ptr<const void>>> shared_;  // see shared()
 };
 
 class Filter {

@@ -235,7 +235,7 @@ std::vector<Finding> check(const std::vector<Leaf>& parts, const config::Attachm
 
 asio::awaitable<std::shared_ptr<const Leaves>> shared_leaves(ScanContext& ctx, const LeafLimits& limits,
                                                              boost::asio::thread_pool* blocking) {
-  if (ctx.leaves) co_return ctx.leaves;
+  if (auto done = ctx.shared<Leaves>()) co_return done;
   // The shared parse is made (or taken) here, on the session's side, and
   // only read from the pool.
   const mime::Message* tree = &ctx.mime();
@@ -244,7 +244,7 @@ asio::awaitable<std::shared_ptr<const Leaves>> shared_leaves(ScanContext& ctx, c
   std::shared_ptr<const Leaves> leaves;
   if (blocking) leaves = co_await run_blocking(*blocking, decode);
   else leaves = decode();
-  ctx.leaves = leaves;
+  ctx.share(leaves);
   co_return leaves;
 }
 
@@ -277,11 +277,11 @@ asio::awaitable<Status> AttachmentsFilter::run(Phase, ScanContext& ctx) {
   // The shared parse is made (or taken) here, on the session's side, and
   // only read from the pool.
   const mime::Message* tree = &ctx.mime();
-  auto job = [this, &ctx, tree, leaves = ctx.leaves] { return scan(ctx, *tree, leaves); };
+  auto job = [this, &ctx, tree, leaves = ctx.shared<Leaves>()] { return scan(ctx, *tree, leaves); };
   Scanned scanned;
   if (blocking_) scanned = co_await run_blocking(*blocking_, job);
   else scanned = job();
-  ctx.leaves = std::move(scanned.leaves);
+  ctx.share(std::move(scanned.leaves));
   // One symbol per kind (details joined), so several findings do not add up.
   std::vector<Finding> merged;
   for (auto& f : scanned.found) {

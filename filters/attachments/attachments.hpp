@@ -60,10 +60,10 @@ bool text_matters(const config::AttachmentPolicy& policy);
 std::vector<Finding> check(const std::vector<Leaf>& parts, const config::AttachmentPolicy& policy,
                            const ArchiveLimits& limits);
 
-// ctx.leaves, decoded by the first content filter that asks (on `blocking`,
-// or here without a pool: CPU work on hostile bytes); the next one reuses
-// them. The antivirus asks here; the policy below decodes in its own trip
-// to the pool when it comes first.
+// The message's leaves (ctx.shared<Leaves>()), decoded by the first content
+// filter that asks (on `blocking`, or here without a pool: CPU work on
+// hostile bytes); the next one reuses them. The antivirus asks here; the
+// policy below decodes in its own trip to the pool when it comes first.
 asio::awaitable<std::shared_ptr<const Leaves>> shared_leaves(ScanContext& ctx, const LeafLimits& limits,
                                                              boost::asio::thread_pool* blocking);
 

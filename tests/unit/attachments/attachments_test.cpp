@@ -271,10 +271,10 @@ TEST_CASE("attachments: the leaves are decoded once per message for both content
     ScanContext ctx;
     ctx.message = msg;
     REQUIRE(run_sync(filter.run(Phase::EndOfData, ctx)));
-    REQUIRE(ctx.leaves);
+    REQUIRE(ctx.shared<Leaves>());
     CHECK(ctx.symbols.size() == 1);
     auto again = run_sync(shared_leaves(ctx, limits, &pool));
-    CHECK(again.get() == ctx.leaves.get());
+    CHECK(again.get() == ctx.shared<Leaves>().get());
   }
   SECTION("the antivirus first") {
     ScanContext ctx;
@@ -284,7 +284,7 @@ TEST_CASE("attachments: the leaves are decoded once per message for both content
     REQUIRE(first->parts.size() == 2);
     CHECK(first->parts[1].body == "echo hi");
     REQUIRE(run_sync(filter.run(Phase::EndOfData, ctx)));
-    CHECK(ctx.leaves.get() == first.get());
+    CHECK(ctx.shared<Leaves>().get() == first.get());
     REQUIRE(ctx.symbols.size() == 1);
     CHECK(ctx.symbols[0].name == "ATTACHMENT_BLOCKED_EXT");
   }

@@ -223,3 +223,21 @@ TEST_CASE("EndOfData filters get a tap fed with the message as it streams in", "
   CHECK(ctx.symbols[0].detail == "3:Subject: a\r\n\r\nbody\r\n");
   CHECK(ctx.symbols[1].name == "UNTAPPED");  // no tap asked for, none given
 }
+
+TEST_CASE("ScanContext shares one result per type between filters", "[filters][context]") {
+  struct Leaves { int n; };
+  struct Other { std::string s; };
+  ScanContext ctx;
+  CHECK_FALSE(ctx.shared<Leaves>());
+  auto first = std::make_shared<const Leaves>(Leaves{1});
+  ctx.share(first);
+  ctx.share(std::make_shared<const Other>(Other{"x"}));
+  REQUIRE(ctx.shared<Leaves>());
+  CHECK(ctx.shared<Leaves>().get() == first.get());  // the same object, not a copy
+  CHECK(ctx.shared<Other>()->s == "x");
+  ctx.share(std::make_shared<const Leaves>(Leaves{2}));  // a later result replaces the earlier one
+  CHECK(ctx.shared<Leaves>()->n == 2);
+  CHECK(ctx.shared<Other>()->s == "x");
+  ctx = ScanContext{};  // the next transaction starts empty
+  CHECK_FALSE(ctx.shared<Leaves>());
+}
