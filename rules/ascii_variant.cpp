@@ -10,6 +10,8 @@
 #include <optional>
 #include <vector>
 
+#include "rules/pattern_escape.hpp"
+
 namespace moat::rules {
 namespace {
 
@@ -269,50 +271,11 @@ class Reducer {
     return escaped_byte();
   }
 
-  // After a backslash: the byte of \xHH, \x{H}, \0oo, \n etc., or of an
-  // escaped punctuation character.
+  // After a backslash (rules/pattern_escape.hpp).
   unsigned escaped_byte() {
-    char e = peek();
-    if (e == '\0') throw GiveUp{};
-    ++i_;
-    switch (e) {
-      case 'n': return '\n';
-      case 'r': return '\r';
-      case 't': return '\t';
-      case 'f': return '\f';
-      case 'e': return 27;
-      case 'a': return 7;
-      case 'x': {
-        unsigned v = 0;
-        if (peek() == '{') {
-          auto close = p_.find('}', i_);
-          if (close == std::string_view::npos || close == i_ + 1) throw GiveUp{};
-          for (std::size_t j = i_ + 1; j < close; ++j) {
-            if (!std::isxdigit(static_cast<unsigned char>(p_[j]))) throw GiveUp{};
-            v = std::min(v * 16 + hex(p_[j]), 0x110000u);
-          }
-          i_ = close + 1;
-          return v;
-        }
-        for (int k = 0; k < 2 && std::isxdigit(static_cast<unsigned char>(peek())); ++k) v = v * 16 + hex(p_[i_++]);
-        return v;
-      }
-      case '0': {
-        unsigned v = 0;
-        for (int k = 0; k < 2 && peek() >= '0' && peek() <= '7'; ++k) v = v * 8 + unsigned(p_[i_++] - '0');
-        return v;
-      }
-      default:
-        // Letters and digits are escapes we do not model (\p, \Q, \1, \g,
-        // \k, \c, \o, \N, \X, \R, \K...).
-        if (std::isalnum(static_cast<unsigned char>(e))) throw GiveUp{};
-        return static_cast<unsigned char>(e);
-    }
-  }
-
-  static unsigned hex(char c) {
-    if (c >= '0' && c <= '9') return unsigned(c - '0');
-    return unsigned(std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
+    auto b = rules::escaped_byte(p_, i_);
+    if (!b) throw GiveUp{};
+    return *b;
   }
 
   // An escape outside a class: true when it can match in ASCII.
