@@ -1,8 +1,8 @@
 // Fuzz target: the IMAP command parser (RFC 9051 §9, RFC 7888 literals).
 // Oracles: the same events whatever the split (whole vs. pieces sized by the
 // first byte), memory bounded by the limits, and a round trip: every command
-// written back (strings as non-synchronizing literals) parses to the same
-// arguments.
+// written back (strings as non-synchronizing literals, literal8 as "~{n+}")
+// parses to the same arguments.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -31,7 +31,9 @@ void write_arg(const Arg& a, std::string& out) {
   switch (a.type) {
     case Arg::Type::Atom: out += a.text; break;
     case Arg::Type::Quoted:
-    case Arg::Type::Literal: out += "{" + std::to_string(a.text.size()) + "+}\r\n" + a.text; break;
+    case Arg::Type::Literal:
+      out += (a.literal8 ? "~{" : "{") + std::to_string(a.text.size()) + "+}\r\n" + a.text;
+      break;
     case Arg::Type::List:
       out += '(';
       for (std::size_t i = 0; i < a.list.size(); ++i) {
@@ -46,6 +48,7 @@ void write_arg(const Arg& a, std::string& out) {
 // Quoted and literal strings are the same value.
 bool same(const Arg& a, const Arg& b) {
   if (a.is_list() != b.is_list() || a.is_string() != b.is_string() || a.text != b.text) return false;
+  if (a.literal8 != b.literal8) return false;  // literal8 (APPEND's message) written back as "~{n+}"
   if (a.list.size() != b.list.size()) return false;
   for (std::size_t i = 0; i < a.list.size(); ++i)
     if (!same(a.list[i], b.list[i])) return false;

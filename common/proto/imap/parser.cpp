@@ -89,6 +89,7 @@ void Parser::reset_command() {
   arg_count_ = 0;
   literal_left_ = 0;
   literal_.clear();
+  literal8_ = false;
 }
 
 Event Parser::next() {
@@ -186,7 +187,9 @@ Event Parser::next_literal() {
   Arg a;
   a.type = Arg::Type::Literal;
   a.text = std::move(literal_);
+  a.literal8 = literal8_;
   literal_.clear();
+  literal8_ = false;
   std::string err;
   if (!add_arg(std::move(a), err)) return fail(err);
   after_token_ = true;
@@ -361,14 +364,17 @@ bool Parser::tokenise(std::string_view seg, std::string& err, std::uint64_t& lit
       continue;
     }
     if (c == '{' || (c == '~' && i + 1 < n && seg[i + 1] == '{')) {
-      if (c == '~') {
-        err = "literal8 not supported";
+      // literal8 (RFC 3516 §4.1): only APPEND's message may be binary
+      if (c == '~' && !(name_ == "APPEND" && stack_.size() == 1)) {
+        err = "literal8 is only for the APPEND message";
         return false;
       }
-      if (!trailing_literal(seg.substr(i), lit, sync) || seg.find('}', i) != n - 1) {
+      if (!trailing_literal(seg.substr(i), lit, sync) || seg.find('}', i) != n - 1 ||
+          (c == '~' && seg.rfind('{') != i + 1)) {
         err = "bad literal";
         return false;
       }
+      literal8_ = c == '~';
       has_lit = true;
       return true;
     }

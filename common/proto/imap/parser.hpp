@@ -1,8 +1,9 @@
 // Sans-I/O IMAP command parser, server side: tagged command lines with
 // atoms, quoted strings, literals and parenthesised lists (RFC 9051 §4, §9;
 // RFC 3501 §9), synchronizing and non-synchronizing literals (RFC 7888
-// LITERAL-: non-synchronizing ones up to 4096 bytes). Limits are checked
-// before any continuation is sent.
+// LITERAL-: non-synchronizing ones up to 4096 bytes), and literal8 ("~{n}",
+// RFC 3516 §4.1, RFC 9051 APPEND) for APPEND's message only. Limits are
+// checked before any continuation is sent.
 // The session feeds bytes in and pulls events out; nothing here does I/O.
 #pragma once
 
@@ -21,6 +22,7 @@ struct Arg {
   Type type = Type::Atom;
   std::string text;       // Atom / Quoted (unescaped) / Literal bytes
   std::vector<Arg> list;  // List
+  bool literal8 = false;  // Literal written "~{n}" (may hold NUL; APPEND's message only)
 
   bool is_list() const { return type == Type::List; }
   bool is_string() const { return type == Type::Quoted || type == Type::Literal; }
@@ -135,6 +137,8 @@ class Parser {
   std::size_t arg_count_ = 0;
   std::uint64_t literal_left_ = 0;
   std::string literal_;
+  bool literal8_ = false;         // the literal being read was announced "~{n}"
+
 };
 
 // Validates an atom used as a tag: 1*<ASTRING-CHAR except "+">.

@@ -2,7 +2,7 @@
 // given size and records events in a comparable text form:
 //   "CMD tag NAME args", "+" (continuation), "ERR tag BAD|TOOBIG|BAD TOOBIG[ FATAL]",
 //   "RAW line". Arguments: atoms as-is, "q" for quoted, {n}bytes for
-//   literals, (..) for lists.
+//   literals (~{n}bytes for literal8), (..) for lists.
 #pragma once
 
 #include <string>
@@ -17,7 +17,8 @@ inline std::string show(const Arg& a) {
   switch (a.type) {
     case Arg::Type::Atom: return a.text;
     case Arg::Type::Quoted: return "\"" + a.text + "\"";
-    case Arg::Type::Literal: return std::string("{").append(std::to_string(a.text.size())).append("}").append(a.text);
+    case Arg::Type::Literal:
+      return std::string(a.literal8 ? "~{" : "{").append(std::to_string(a.text.size())).append("}").append(a.text);
     case Arg::Type::List: {
       std::string s = "(";
       for (std::size_t i = 0; i < a.list.size(); ++i) {  // piece by piece: g++ 12 -O3 -Wrestrict false positive

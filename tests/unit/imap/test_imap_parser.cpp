@@ -10,6 +10,7 @@ using moat::proto::imap::test::drive;
 using moat::proto::imap::test::drive_all_splits;
 using moat::proto::imap::test::Evs;
 using namespace std::string_view_literals;
+using namespace std::string_literals;
 
 TEST_CASE("simple commands, names upper-cased, CRLF or LF", "[imap]") {
   CHECK(drive_all_splits("a1 noop\r\nA2 CAPABILITY\nx LOGOUT\r\n") ==
@@ -51,6 +52,38 @@ TEST_CASE("non-synchronizing literal (LITERAL-) has no continuation", "[imap]") 
         Evs{"CMD a APPEND INBOX {5}hello", "CMD b NOOP"});
   // literal inside a list, then more arguments
   CHECK(drive_all_splits("a X ({2+}\r\nab c)\r\n") == Evs{"CMD a X ({2}ab c)"});
+}
+
+TEST_CASE("literal8 (RFC 3516) for APPEND's message only", "[imap]") {
+  // NUL and CR/LF inside are data; the continuation and LITERAL- work as for "{n}"
+  CHECK(drive_all_splits("a APPEND INBOX ~{6}\r\nh\0\r\nlo\r\nb NOOP\r\n"sv) ==
+        Evs{"+", "CMD a APPEND INBOX ~{6}h\0\r\nlo"s, "CMD b NOOP"});
+  CHECK(drive_all_splits("a APPEND INBOX (\\Seen) ~{3+}\r\n\0\0\0\r\n"sv) ==
+        Evs{"CMD a APPEND INBOX (\\Seen) ~{3}\0\0\0"s});
+  CHECK(drive_all_splits("a APPEND INBOX ~{0}\r\n\r\n") == Evs{"+", "CMD a APPEND INBOX ~{0}"});
+  // anywhere else it is a syntax error, and the next command still works
+  for (std::string_view bad : {"a LOGIN ~{3}\r\nb NOOP\r\n"sv, "a APPEND INBOX (~{3}\r\nb NOOP\r\n"sv,
+                               "a FETCH 1 ~{3}\r\nb NOOP\r\n"sv, "a APPEND INBOX ~{{3}\r\nb NOOP\r\n"sv,
+                               "a APPEND INBOX ~{3}x\r\nb NOOP\r\n"sv}) {
+    INFO(bad);
+    CHECK(drive_all_splits(bad) == Evs{"ERR a BAD", "CMD b NOOP"});
+  }
+  // the APPEND size limit applies before the continuation
+  ParserOptions o;
+  o.max_append = 100;
+  CHECK(drive_all_splits("a APPEND INBOX ~{101}\r\nb NOOP\r\n", o) == Evs{"ERR a TOOBIG", "CMD b NOOP"});
+  // a plain literal is not marked literal8
+  Parser p;
+  p.feed("a APPEND INBOX {1+}\r\nx\r\n");
+  auto e = p.next();
+  REQUIRE(e.kind == Event::Kind::Command);
+  CHECK_FALSE(e.command.args.back().literal8);
+}
+
+TEST_CASE("FETCH BINARY items keep their brackets and partials", "[imap]") {
+  CHECK(drive_all_splits("f UID FETCH 1:* (BINARY[2] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[2] BINARY[])\r\n") ==
+        Evs{"CMD f UID FETCH 1:* (BINARY[2] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[2] BINARY[])"});
+  CHECK(drive_all_splits("f FETCH 1 BINARY[2\r\n") == Evs{"ERR f BAD"});
 }
 
 TEST_CASE("literal limits are checked before the continuation", "[imap]") {
