@@ -193,10 +193,15 @@ std::size_t for_each_message(const std::vector<fs::path>& files, Fn&& fn) {
   return failed;
 }
 
-Result<config::Snapshot> load_config(const Context& ctx, const Options& o) {
+// The configuration, with --db over its Bayes database; null after saying
+// why it could not be loaded.
+config::Snapshot load_config(const Context& ctx, const Options& o) {
   auto cfg = config::load(ctx.config_file);
-  if (!cfg) return cfg.error();
-  if (o.db.empty()) return cfg;
+  if (!cfg) {
+    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
+    return nullptr;
+  }
+  if (o.db.empty()) return *cfg;
   auto copy = std::make_shared<config::Config>(**cfg);
   copy->bayes.db = o.db;
   return config::Snapshot(std::move(copy));
@@ -206,11 +211,8 @@ int learn_cmd(const Context& ctx, const Args& args, bool forget) {
   Options o;
   if (!parse(args, 0, o) || o.paths.empty() || (!forget && !o.cls) || (forget && o.cls)) return usage();
   auto cfg = load_config(ctx, o);
-  if (!cfg) {
-    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
-    return 1;
-  }
-  bayes::Store store((*cfg)->bayes.db);
+  if (!cfg) return 1;
+  bayes::Store store(cfg->bayes.db);
   std::size_t learned = 0, skipped = 0, errors = 0, in_batch = 0;
   // Batches of 100 keep moatd's autolearn from waiting long on the write lock.
   auto flush = [&] {
@@ -252,17 +254,14 @@ int stats_cmd(const Context& ctx, const Args& args) {
   Options o;
   if (!parse(args, 1, o) || !o.paths.empty()) return usage();
   auto cfg = load_config(ctx, o);
-  if (!cfg) {
-    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
-    return 1;
-  }
-  bayes::Store store((*cfg)->bayes.db);
+  if (!cfg) return 1;
+  bayes::Store store(cfg->bayes.db);
   auto st = store.stats();
   if (!st) {
     std::fprintf(stderr, "moatctl: %s\n", st.error().detail.c_str());
     return 1;
   }
-  const auto& b = (*cfg)->bayes;
+  const auto& b = cfg->bayes;
   if (o.json) {
     std::printf("[");
     for (std::size_t i = 0; i < st->size(); ++i) {
@@ -282,7 +281,7 @@ int stats_cmd(const Context& ctx, const Args& args) {
     std::printf("%-32s %10lld %10lld %12lld  %s\n", u.user.empty() ? "(global)" : u.user.c_str(),
                 (long long)u.messages.spam, (long long)u.messages.ham, (long long)u.tokens,
                 u.messages.spam >= b.min_spam && u.messages.ham >= b.min_ham ? "yes" : "no");
-  std::printf("db: %s (min_spam %u, min_ham %u)\n", (*cfg)->bayes.db.c_str(), b.min_spam, b.min_ham);
+  std::printf("db: %s (min_spam %u, min_ham %u)\n", cfg->bayes.db.c_str(), b.min_spam, b.min_ham);
   return 0;
 }
 
@@ -292,11 +291,8 @@ int compact_cmd(const Context& ctx, const Args& args) {
   Options o;
   if (!parse(args, 1, o) || !o.paths.empty()) return usage();
   auto cfg = load_config(ctx, o);
-  if (!cfg) {
-    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
-    return 1;
-  }
-  bayes::Store store((*cfg)->bayes.db);
+  if (!cfg) return 1;
+  bayes::Store store(cfg->bayes.db);
   auto removed = store.compact();
   if (!removed) {
     std::fprintf(stderr, "moatctl: %s\n", removed.error().detail.c_str());
@@ -337,16 +333,13 @@ int classify_cmd(const Context& ctx, const Args& args) {
   Options o;
   if (!parse(args, 1, o) || o.paths.empty()) return usage();
   auto cfg = load_config(ctx, o);
-  if (!cfg) {
-    std::fprintf(stderr, "%s\n", cfg.error().detail.c_str());
-    return 1;
-  }
-  bayes::Store store((*cfg)->bayes.db);
+  if (!cfg) return 1;
+  bayes::Store store(cfg->bayes.db);
   asio::io_context io;
   asio::thread_pool pool(1);
   std::unique_ptr<filters::Pipeline> pipeline;
   if (o.pipeline) {
-    auto p = filters::Pipeline::build(*cfg, filters::Services{nullptr, &pool, (*cfg)->server.data_dir});
+    auto p = filters::Pipeline::build(cfg, filters::Services{nullptr, &pool, cfg->server.data_dir});
     if (!p) {
       std::fprintf(stderr, "moatctl: %s\n", p.error().detail.c_str());
       return 1;
@@ -358,7 +351,7 @@ int classify_cmd(const Context& ctx, const Args& args) {
     std::string msg = bayes::as_received(m);  // as moatd's filters see it
     if (pipeline) {
       std::vector<filters::Symbol> symbols;
-      auto v = scan(io, *pipeline, *cfg, msg, o.user, symbols);
+      auto v = scan(io, *pipeline, cfg, msg, o.user, symbols);
       std::string names;
       for (const auto& s : symbols) names += (names.empty() ? "" : ",") + s.name;
       std::printf("%s\t%s\t%s\t%s\n", filters::format_score(v.score).c_str(),
@@ -366,7 +359,7 @@ int classify_cmd(const Context& ctx, const Args& args) {
                   path.c_str());
       return;
     }
-    auto r = bayes::classify(store, msg, o.user, (*cfg)->bayes);
+    auto r = bayes::classify(store, msg, o.user, cfg->bayes);
     if (!r) {
       std::fprintf(stderr, "moatctl: %s: %s\n", path.c_str(), r.error().detail.c_str());
       ++errors;
