@@ -1,9 +1,6 @@
 // The ASCII variant of a pattern (rules/ascii_variant.hpp) and how the rule
 // set uses it: on ASCII buffers it must match exactly where the pattern as
 // written does; buffers with high bytes still get the pattern as written.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -12,32 +9,14 @@
 #include "rules/ascii_variant.hpp"
 #include "rules/rule_file.hpp"
 #include "rules/ruleset.hpp"
+#include "tests/support/pcre_oracle.hpp"
 
 using namespace moat::rules;
 using Kind = AsciiVariant::Kind;
 
 namespace {
 
-// PCRE2's answer, as the rule set compiles patterns (non-UTF).
-struct Re {
-  pcre2_code* code = nullptr;
-  pcre2_match_data* md = nullptr;
-  Re(const std::string& p, bool caseless) {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), caseless ? PCRE2_CASELESS : 0, &err, &off,
-                         nullptr);
-    REQUIRE(code);
-    md = pcre2_match_data_create(1, nullptr);
-  }
-  ~Re() {
-    pcre2_match_data_free(md);
-    pcre2_code_free(code);
-  }
-  bool match(const std::string& s) const {
-    return pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, md, nullptr) >= 0;
-  }
-};
+using moat::test::Re;
 
 // A SpamAssassin-style look-alike rule: "pay" with UTF-8 and entity forms.
 const std::string kFuzzy =

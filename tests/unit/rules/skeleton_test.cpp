@@ -2,9 +2,6 @@
 // pattern must match the squeezed buffer wherever the pattern matches the
 // buffer, PCRE2 started where the gate says must find every match, and the
 // rule set with gates must answer exactly like PCRE2 one pattern at a time.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -14,32 +11,13 @@
 #include "rules/rule_file.hpp"
 #include "rules/ruleset.hpp"
 #include "rules/skeleton.hpp"
+#include "tests/support/pcre_oracle.hpp"
 
 using namespace moat::rules;
 
 namespace {
 
-struct Re {
-  pcre2_code* code = nullptr;
-  pcre2_match_data* md = nullptr;
-  Re(const std::string& p, bool caseless) {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), caseless ? PCRE2_CASELESS : 0, &err, &off,
-                         nullptr);
-    REQUIRE(code);
-    md = pcre2_match_data_create(1, nullptr);
-  }
-  ~Re() {
-    pcre2_match_data_free(md);
-    pcre2_code_free(code);
-  }
-  Re(const Re&) = delete;
-  Re& operator=(const Re&) = delete;
-  bool match(std::string_view s, std::size_t start = 0) const {
-    return pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), start, 0, md, nullptr) >= 0;
-  }
-};
+using moat::test::Re;
 
 // SpamAssassin's obfuscated-word style (__DRUGS_*), plus a few shapes the
 // builder must get right: lookarounds, alternatives, \w, dots, bounded
