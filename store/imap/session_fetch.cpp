@@ -71,8 +71,8 @@ bool parse_item(const std::string& raw, std::vector<FetchItem>& out) {
 
 // The bytes of a section of `msg` (RFC 3501 §6.4.5): "", HEADER, TEXT,
 // HEADER.FIELDS[.NOT] (names), MIME, and part numbers "1.2" with those.
-std::optional<std::string> section_bytes(const std::string& msg, const std::string& section) {
-  auto parsed = mime::parse(msg);
+std::optional<std::string> section_bytes(const std::string& msg, const mime::Message& parsed,
+                                        const std::string& section) {
   std::string rest = section;
   const auto found = ip::find_part(parsed, rest);
   if (!found) return std::nullopt;
@@ -111,12 +111,24 @@ std::optional<std::string> section_bytes(const std::string& msg, const std::stri
   return std::nullopt;
 }
 
+// `msg` parsed once for all the items of one message that need it.
+const mime::Message& parsed_once(std::optional<mime::Message>& parsed, const std::string& msg) {
+  if (!parsed) parsed = mime::parse(msg);
+  return *parsed;
+}
+
+// BINARY[section] of `msg`; BINARY[] (the whole message) needs no parse.
+ip::BinaryData binary_of(const std::string& msg, const std::string& section, std::optional<mime::Message>& parsed) {
+  if (section.empty()) return {msg, false};
+  return ip::binary_section(msg, parsed_once(parsed, msg), section);
+}
+
 // Whether any BINARY item of `items` names a part of `msg` with an unknown
 // transfer encoding.
-bool unknown_cte(const std::vector<FetchItem>& items, const std::string& msg) {
-  return std::any_of(items.begin(), items.end(), [&msg](const FetchItem& i) {
+bool unknown_cte(const std::vector<FetchItem>& items, const std::string& msg, std::optional<mime::Message>& parsed) {
+  return std::any_of(items.begin(), items.end(), [&](const FetchItem& i) {
     return (i.kind == FetchItem::Kind::Binary || i.kind == FetchItem::Kind::BinarySize) &&
-           ip::binary_section(msg, i.section).unknown_cte;
+           binary_of(msg, i.section, parsed).unknown_cte;
   });
 }
 
@@ -273,8 +285,9 @@ asio::awaitable<bool> Session::render_window(FetchRun& run, const FetchWindow& w
       content = std::move(**body);
     }
     MessageInfo& m = msgs_[idx];
+    std::optional<mime::Message> parsed;
     // checked before \Seen is set: this message gets no FETCH response at all
-    if (unknown_cte(items, content)) {
+    if (unknown_cte(items, content, parsed)) {
       run.unknown_cte = true;
       continue;
     }
@@ -290,7 +303,7 @@ asio::awaitable<bool> Session::render_window(FetchRun& run, const FetchWindow& w
       // the flag change moved its MODSEQ: say so (RFC 7162 §3.2.4)
       if (condstore_ && !has(FetchItem::Kind::ModSeq)) items.push_back(FetchItem{FetchItem::Kind::ModSeq, "MODSEQ", "", false, {}});
     }
-    render_message(out, items, idx, content);
+    render_message(out, items, idx, content, parsed);
     if (out.size() >= kFetchFlush && k + 1 < run.picked.size()) {
       bool sent = co_await send(std::move(out));
       if (!sent) co_return false;
@@ -303,11 +316,10 @@ asio::awaitable<bool> Session::render_window(FetchRun& run, const FetchWindow& w
 // "* n FETCH (...)\r\n" for msgs_[idx]; `content` is the message when an
 // item needed it.
 void Session::render_message(std::string& out, const std::vector<FetchItem>& items, std::size_t idx,
-                             const std::string& content) const {
+                             const std::string& content, std::optional<mime::Message>& parsed) const {
   const MessageInfo& m = msgs_[idx];
   out += "* " + std::to_string(idx + 1) + " FETCH (";
   bool firstitem = true;
-  std::optional<mime::Message> parsed;
   for (const auto& it : items) {
     if (!firstitem) out += ' ';
     firstitem = false;
@@ -329,9 +341,9 @@ void Session::render_message(std::string& out, const std::vector<FetchItem>& ite
           out += m.bodystructure;
           break;
         }
-        if (!parsed) parsed = mime::parse(content);
-        if (it.kind == FetchItem::Kind::Envelope) out += ip::envelope(*parsed);
-        else out += ip::body_structure(*parsed, content, it.kind == FetchItem::Kind::BodyStructure);
+        const auto& tree = parsed_once(parsed, content);
+        if (it.kind == FetchItem::Kind::Envelope) out += ip::envelope(tree);
+        else out += ip::body_structure(tree, content, it.kind == FetchItem::Kind::BodyStructure);
         break;
       }
       case FetchItem::Kind::Section: {
@@ -341,7 +353,7 @@ void Session::render_message(std::string& out, const std::vector<FetchItem>& ite
           out += content;
           break;
         }
-        auto bytes = section_bytes(content, it.section);
+        auto bytes = section_bytes(content, parsed_once(parsed, content), it.section);
         std::string data = bytes ? std::move(*bytes) : std::string();
         if (it.partial) {
           const auto [off, len] = *it.partial;
@@ -351,7 +363,7 @@ void Session::render_message(std::string& out, const std::vector<FetchItem>& ite
         break;
       }
       case FetchItem::Kind::Binary: {
-        std::string data = ip::binary_section(content, it.section).data;
+        std::string data = binary_of(content, it.section, parsed).data;
         if (it.partial) {
           const auto [off, len] = *it.partial;
           data = off >= data.size() ? std::string() : data.substr(std::size_t(off), std::size_t(len));
@@ -359,7 +371,9 @@ void Session::render_message(std::string& out, const std::vector<FetchItem>& ite
         out += ip::literal_of(data);
         break;
       }
-      case FetchItem::Kind::BinarySize: out += std::to_string(ip::binary_section(content, it.section).data.size()); break;
+      case FetchItem::Kind::BinarySize:
+        out += std::to_string(binary_of(content, it.section, parsed).data.size());
+        break;
     }
   }
   out += ")\r\n";

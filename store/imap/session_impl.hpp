@@ -236,8 +236,9 @@ class Session {
   std::vector<FetchWindow> plan_windows(const std::vector<FetchItem>& items, const std::vector<std::size_t>& picked) const;
   asio::awaitable<FetchLoad> load_window(const FetchWindow& w);
   asio::awaitable<bool> render_window(FetchRun& run, const FetchWindow& w, FetchBodies& bodies);
+  // `parsed`: the MIME parse of `content`, made on first need and shared by the items.
   void render_message(std::string& out, const std::vector<FetchItem>& items, std::size_t idx,
-                      const std::string& content) const;
+                      const std::string& content, std::optional<mime::Message>& parsed) const;
   asio::awaitable<bool> changed_since(const std::string& set, bool uid, std::uint64_t since, bool vanished,
                                       std::vector<std::size_t>& picked);
   asio::awaitable<bool> store(const ip::Command& c, std::size_t first, bool uid);

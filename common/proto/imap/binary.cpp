@@ -49,7 +49,11 @@ std::optional<std::size_t> find_part(const mime::Message& parsed, std::string& r
 
 BinaryData binary_section(std::string_view msg, const std::string& section) {
   if (section.empty()) return {std::string(msg), false};
-  const auto parsed = mime::parse(msg);
+  return binary_section(msg, mime::parse(msg), section);
+}
+
+BinaryData binary_section(std::string_view msg, const mime::Message& parsed, const std::string& section) {
+  if (section.empty()) return {std::string(msg), false};
   std::string rest = section;
   const auto part = find_part(parsed, rest);
   if (!part || !rest.empty()) return {};

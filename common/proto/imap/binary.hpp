@@ -34,6 +34,8 @@ struct BinaryData {
 // empty, as BODY[section] is. Encodings other than RFC 2045's five
 // (x-uuencode, x-anything) set unknown_cte.
 BinaryData binary_section(std::string_view msg, const std::string& section);
+// The same with `msg` already parsed (a FETCH with several items parses once).
+BinaryData binary_section(std::string_view msg, const mime::Message& parsed, const std::string& section);
 
 // A string as a literal, or a literal8 ("~{n}") when it holds NUL, which a
 // plain literal may not (RFC 3516 §4.2).
