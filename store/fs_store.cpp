@@ -166,6 +166,22 @@ Result<std::string> unzstd(std::string_view stored, std::uint64_t size) {
   return raw;
 }
 
+// A record's stored bytes back to the message (decompressed when they are
+// compressed), checked against the header's size and CRC.
+Result<std::string> unpack_body(const format::BodyHeader& bh, std::string stored, std::string_view guid) {
+  std::string raw;
+  if (bh.zstd) {
+    auto r = unzstd(stored, bh.size);
+    if (!r) return Error{r.error().code, "store: body " + std::string(guid) + " " + r.error().detail};
+    raw = std::move(*r);
+  } else {
+    raw = std::move(stored);
+  }
+  if (raw.size() != bh.size || format::crc32(raw) != bh.crc)
+    return Error{Errc::Corrupt, "store: body " + std::string(guid) + " fails its checksum"};
+  return raw;
+}
+
 // Calls fn(header, offset) for every intact record of a pack file, in
 // order. A torn or damaged stretch (a crash mid-append) is skipped by
 // looking for the next record's magic; a record counts only when its
@@ -179,15 +195,7 @@ Status scan_pack(const fs::path& path, F&& fn) {
   while (pos < all.size()) {
     auto h = format::decode_body_header(all.substr(pos));
     bool ok = h && h->second + h->first.stored <= all.size() - pos;
-    if (ok) {
-      auto stored = all.substr(pos + h->second, h->first.stored);
-      if (h->first.zstd) {
-        auto raw = unzstd(stored, h->first.size);
-        ok = raw && format::crc32(*raw) == h->first.crc;
-      } else {
-        ok = stored.size() == h->first.size && format::crc32(stored) == h->first.crc;
-      }
-    }
+    ok = ok && unpack_body(h->first, std::string(all.substr(pos + h->second, h->first.stored)), h->first.guid);
     if (ok) {
       fn(h->first, std::uint64_t(pos));
       pos += h->second + h->first.stored;
@@ -1112,8 +1120,8 @@ void FsStore::read_run(const std::vector<BodyRef>& where, const std::vector<std:
     if (!h || h->first.guid != r.guid || h->second + h->first.stored > rec.size()) continue;
     const auto& bh = h->first;
     const std::string_view stored = rec.substr(h->second, std::size_t(bh.stored));
-    Result<std::string> raw = bh.zstd ? unzstd(stored, bh.size) : Result<std::string>(std::string(stored));
-    if (!raw || format::crc32(*raw) != bh.crc) continue;  // read_body() says what is wrong
+    auto raw = unpack_body(bh, std::string(stored), r.guid);
+    if (!raw) continue;  // read_body() says what is wrong
     got[order[k]] = std::move(*raw);
   }
 }
@@ -1180,17 +1188,9 @@ Result<std::string> FsStore::read_body(const std::string& guid, std::uint32_t pa
     if (!rest) return rest.error();
     stored = std::move(*rest);
   }
-  std::string raw;
-  if (bh.zstd) {
-    auto r = unzstd(stored, bh.size);
-    if (!r) return Error{r.error().code, "store: body " + guid + " " + r.error().detail};
-    raw = std::move(*r);
-  } else {
-    raw = std::move(stored);
-  }
-  if (format::crc32(raw) != bh.crc) return Error{Errc::Corrupt, "store: body " + guid + " fails its checksum"};
-  if (whole) return raw;
-  return raw.substr(offset, length);
+  auto raw = unpack_body(bh, std::move(stored), guid);
+  if (!raw || whole) return raw;
+  return raw->substr(offset, length);
 }
 
 Result<std::pair<std::uint64_t, std::uint64_t>> FsStore::body_usage() {
