@@ -85,6 +85,8 @@ constexpr std::pair<std::string_view, VerifyMode> kVerifyModes[] = {
     {"none", VerifyMode::None}, {"static", VerifyMode::Static}, {"callout", VerifyMode::Callout}};
 constexpr std::pair<std::string_view, BareLinePolicy> kBareLine[] = {
     {"reject", BareLinePolicy::Reject}, {"normalize", BareLinePolicy::Normalize}};
+constexpr std::pair<std::string_view, Local::Compression> kCompression[] = {
+    {"none", Local::Compression::None}, {"lz4", Local::Compression::Lz4}, {"zstd", Local::Compression::Zstd}};
 constexpr std::pair<std::string_view, FailMode> kFailModes[] = {{"open", FailMode::Open}, {"closed", FailMode::Closed}};
 
 std::uint32_t line_of(const toml::node& n) { return n.source().begin.line; }
@@ -709,7 +711,7 @@ void read_local(Section& s, Local& l, const Relay& relay) {
       if (std::find(l.domains.begin(), l.domains.end(), d) == l.domains.end()) l.domains.push_back(d);
     }
   }
-  s.boolean("compress", l.compress);
+  s.choice("compress", l.compress, Names<Local::Compression>(kCompression));
   s.uint("compress_min", l.compress_min, 0, std::uint64_t(1) << 30);
   s.boolean("spam_to_junk", l.spam_to_junk);
   s.seconds("compact_interval", l.compact_interval, Seconds{10}, Seconds{7 * 86400});
@@ -1199,7 +1201,8 @@ std::string to_toml(const Config& c) {
   o << "\n[spf]\ncheck_helo = " << (c.spf.check_helo ? "true" : "false") << "\n";
   o << "\n[local]\ndomains = [";
   for (std::size_t i = 0; i < c.local.domains.size(); ++i) o << (i ? ", " : "") << quote(c.local.domains[i]);
-  o << "]\ncompress = " << (c.local.compress ? "true" : "false") << "\ncompress_min = " << c.local.compress_min
+  o << "]\ncompress = " << name_of(c.local.compress, kCompression)
+    << "\ncompress_min = " << c.local.compress_min
     << "\nspam_to_junk = " << (c.local.spam_to_junk ? "true" : "false")
     << "\ncompact_interval = " << dur(c.local.compact_interval) << "\n";
   const auto& by = c.bayes;

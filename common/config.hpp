@@ -306,7 +306,9 @@ struct Rules {
 // database); these are the ones fixed in the file.
 struct Local {
   std::vector<std::string> domains;        // lower case, no trailing dot; never also a relay domain
-  bool compress = true;                    // zstd for message bodies of at least compress_min bytes
+  // Codec for message bodies of at least compress_min bytes: LZ4 reads back
+  // about 4x faster than zstd, zstd stores about a fifth fewer bytes.
+  enum class Compression { None, Lz4, Zstd } compress = Compression::Lz4;
   std::size_t compress_min = 512;
   bool spam_to_junk = true;                // messages the policy tagged (X-Spam-Flag: YES) go to Junk
   Seconds compact_interval{3600};          // index compaction and body sweep

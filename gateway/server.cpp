@@ -403,11 +403,7 @@ int Server::run() {
   else log::warning("sender lists not loaded: " + lists.error().detail);
   directory_ = std::make_unique<directory::Directory>(cfg.db_path(), blocking_);
   {
-    store::FsOptions so;
-    so.root = cfg.store_dir();
-    so.compress = cfg.local.compress;
-    so.compress_min = cfg.local.compress_min;
-    auto st = store::FsStore::open(so);
+    auto st = store::FsStore::open(store::store_options(cfg));
     if (!st) {
       log::error("fatal: mailbox store: " + st.error().detail);
       return 1;

@@ -12,7 +12,10 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#include <lz4.h>
+#include <lz4hc.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -94,6 +97,10 @@ Result<std::string> read_file(const fs::path& path) {
   return out;
 }
 
+// What a nowait read (fetch_batch) meets instead of waiting: the caller
+// goes to the blocking pool, which gives the real answer.
+Error would_block() { return Error{Errc::TempFailure, "store: would block"}; }
+
 Result<std::string> pread_exact(int fd, std::uint64_t offset, std::uint64_t length) {
   std::string out(length, '\0');
   std::uint64_t done = 0;
@@ -102,6 +109,21 @@ Result<std::string> pread_exact(int fd, std::uint64_t offset, std::uint64_t leng
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return io_error("read", errno);
     if (n == 0) return Error{Errc::Corrupt, "store: body file shorter than its header says"};
+    done += std::uint64_t(n);
+  }
+  return out;
+}
+
+// pread from the page cache only (preadv2 RWF_NOWAIT): would_block() when
+// any of the bytes would have to come from the disk.
+Result<std::string> pread_cached(int fd, std::uint64_t offset, std::uint64_t length) {
+  std::string out(length, '\0');
+  std::uint64_t done = 0;
+  while (done < length) {
+    iovec iov{out.data() + done, length - done};
+    ssize_t n = ::preadv2(fd, &iov, 1, off_t(offset + done), RWF_NOWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return would_block();  // EAGAIN: not cached; 0: shorter than expected
     done += std::uint64_t(n);
   }
   return out;
@@ -166,12 +188,42 @@ Result<std::string> unzstd(std::string_view stored, std::uint64_t size) {
   return raw;
 }
 
+Result<std::string> unlz4(std::string_view stored, std::uint64_t size) {
+  if (size > std::uint64_t(LZ4_MAX_INPUT_SIZE) || stored.size() > std::size_t(LZ4_MAX_INPUT_SIZE))
+    return Error{Errc::Corrupt, "is too large for lz4"};
+  std::string raw(size, '\0');
+  const int n = LZ4_decompress_safe(stored.data(), raw.data(), int(stored.size()), int(raw.size()));
+  if (n < 0 || std::uint64_t(n) != size) return Error{Errc::Corrupt, "does not decompress"};
+  return raw;
+}
+
+// The stored bytes of `content` under `codec`; nullopt when the codec does
+// not make them smaller (the body is then stored as it is).
+std::optional<std::string> pack_with(format::Codec codec, std::string_view content, const FsOptions& o) {
+  std::string packed;
+  if (codec == format::Codec::Zstd) {
+    packed.resize(ZSTD_compressBound(content.size()));
+    const std::size_t n = ZSTD_compress(packed.data(), packed.size(), content.data(), content.size(), o.zstd_level);
+    if (ZSTD_isError(n)) return std::nullopt;
+    packed.resize(n);
+  } else if (codec == format::Codec::Lz4 && content.size() <= std::size_t(LZ4_MAX_INPUT_SIZE)) {
+    packed.resize(std::size_t(LZ4_compressBound(int(content.size()))));
+    const int n = LZ4_compress_HC(content.data(), packed.data(), int(content.size()), int(packed.size()), o.lz4_level);
+    if (n <= 0) return std::nullopt;
+    packed.resize(std::size_t(n));
+  } else {
+    return std::nullopt;
+  }
+  if (packed.size() >= content.size()) return std::nullopt;
+  return packed;
+}
+
 // A record's stored bytes back to the message (decompressed when they are
 // compressed), checked against the header's size and CRC.
 Result<std::string> unpack_body(const format::BodyHeader& bh, std::string stored, std::string_view guid) {
   std::string raw;
-  if (bh.zstd) {
-    auto r = unzstd(stored, bh.size);
+  if (bh.codec != format::Codec::None) {
+    auto r = bh.codec == format::Codec::Zstd ? unzstd(stored, bh.size) : unlz4(stored, bh.size);
     if (!r) return Error{r.error().code, "store: body " + std::string(guid) + " " + r.error().detail};
     raw = std::move(*r);
   } else {
@@ -383,8 +435,12 @@ struct FsStore::Box {
       }
     }
   }
+  // status() without the walk over every message for UNSEEN and SIZE.
+  MailboxStatus version() const {
+    return MailboxStatus{uidvalidity, uidnext, highest_modseq, std::uint32_t(msgs.size()), 0, 0, 0};
+  }
   MailboxStatus status() const {
-    MailboxStatus s{uidvalidity, uidnext, highest_modseq, std::uint32_t(msgs.size()), 0, 0, 0};
+    MailboxStatus s = version();
     for (const auto& m : msgs) {
       if (!(m.flags & kSeen)) ++s.unseen;
       if (m.flags & kDeleted) ++s.deleted;
@@ -398,6 +454,14 @@ struct FsStore::WatchList {
   std::mutex mu;
   std::uint64_t next_id = 1;
   std::map<std::uint64_t, std::function<void(const ChangeEvent&)>> callbacks;
+};
+
+// An open read-only descriptor: a pack's, kept in packs_, or a body file's.
+struct FsStore::PackFd {
+  int fd = -1;
+  ~PackFd() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
 class FsStore::Sub final : public Subscription {
@@ -420,6 +484,16 @@ FsStore::FsStore(FsOptions options) : opt_(std::move(options)) {}
 FsStore::~FsStore() {
   if (sweep_fd_ >= 0) ::close(sweep_fd_);
   if (pack_fd_ >= 0) ::close(pack_fd_);
+}
+
+FsOptions store_options(const config::Config& cfg) {
+  using C = config::Local::Compression;
+  FsOptions o;
+  o.root = cfg.store_dir();
+  const C c = cfg.local.compress;
+  o.codec = c == C::Lz4 ? format::Codec::Lz4 : c == C::Zstd ? format::Codec::Zstd : format::Codec::None;
+  o.compress_min = cfg.local.compress_min;
+  return o;
 }
 
 Result<std::unique_ptr<FsStore>> FsStore::open(FsOptions options) {
@@ -486,9 +560,13 @@ Result<FsStore::UserList> FsStore::read_list_file(const fs::path& file, std::str
     if (text.error().code == Errc::NotFound) return Error{Errc::NotFound, "no such user: " + std::string(user)};
     return text.error();
   }
+  return parse_list(*text, user);
+}
+
+Result<FsStore::UserList> FsStore::parse_list(const std::string& text, std::string_view user) {
   UserList list;
   list.user = std::string(user);
-  std::istringstream in(*text);
+  std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line) || line != kListMagic) return Error{Errc::Corrupt, "store: bad mailbox list of " + std::string(user)};
   while (std::getline(in, line)) {
@@ -575,6 +653,7 @@ Status FsStore::delete_user(std::string_view user) {
   std::lock_guard lk2(mu_);
   std::string prefix = user_dir_name(user) + "/";
   std::erase_if(boxes_, [&](const auto& kv) { return kv.first.rfind(prefix, 0) == 0; });
+  lists_.erase(user_dir_name(user));
   return {};
 }
 
@@ -664,14 +743,61 @@ Status FsStore::set_subscribed(std::string_view user, std::string_view name, boo
   return write_list(user, *list);
 }
 
-Result<std::string> FsStore::resolve(std::string_view user, std::string_view name) {
+// A user's mailbox list as last read, with the file kept open: every change
+// (write_list, here or in another process) renames a new file over it, so
+// the old file's link count drops to 0 and one fstat of the open descriptor
+// says whether the names are current, without a path lookup, an open or a
+// parse per command (each FETCH used to read and parse the list twice).
+struct FsStore::ListCache {
+  int fd = -1;
+  UserList list;
+  ~ListCache() {
+    if (fd >= 0) ::close(fd);
+  }
+  bool current() const {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && st.st_nlink > 0;
+  }
+};
+
+// Users whose mailbox list is kept open at most.
+constexpr std::size_t kMaxLists = 1024;
+
+Result<std::shared_ptr<const FsStore::ListCache>> FsStore::cached_list(std::string_view user, bool nowait) {
+  const std::string key = user_dir_name(user);
+  std::shared_ptr<const ListCache> c;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = lists_.find(key); it != lists_.end()) c = it->second;
+  }
+  if (c && c->current()) return c;
+  if (nowait) return would_block();
+  auto fresh = std::make_shared<ListCache>();
+  const auto path = user_dir(user) / "mailboxes";
+  fresh->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fresh->fd < 0) {
+    if (errno == ENOENT) return Error{Errc::NotFound, "no such user: " + std::string(user)};
+    return io_error("open " + path.string(), errno);
+  }
+  auto text = read_all(fresh->fd);
+  if (!text) return Error{text.error().code, path.string() + ": " + text.error().detail};
+  auto list = parse_list(*text, user);
+  if (!list) return list.error();
+  fresh->list = std::move(*list);
+  std::lock_guard lk(mu_);
+  if (lists_.size() >= kMaxLists) lists_.clear();  // one descriptor each: bounded; callers keep theirs
+  lists_[key] = fresh;
+  return std::shared_ptr<const ListCache>(std::move(fresh));
+}
+
+Result<std::string> FsStore::resolve(std::string_view user, std::string_view name, bool nowait) {
   auto n = normalize_mailbox_name(name);
   if (!n) return n.error();
-  auto list = read_list(user);
-  if (!list) return list.error();
-  auto* b = list->find(*n);
-  if (!b) return Error{Errc::NotFound, "no such mailbox: " + *n};
-  return b->guid;
+  auto c = cached_list(user, nowait);
+  if (!c) return c.error();
+  for (const auto& b : (*c)->list.boxes)
+    if (b.name == *n) return b.guid;
+  return Error{Errc::NotFound, "no such mailbox: " + *n};
 }
 
 // ------------------------------------------------------------ one mailbox
@@ -940,6 +1066,43 @@ auto FsStore::with_box(std::string_view user, std::string_view name, F&& fn) -> 
   return out;
 }
 
+// Readers skip the index flock when the file has not grown since it was
+// applied and is still linked (not replaced by a compaction or rebuild,
+// whose rename drops the old file's link count to 0): the records in
+// memory are then all there are. That is safe because the index is only
+// ever appended to, and every writer appends under the flock: a record
+// being written now shows in st_size, which sends us to the flock to wait
+// for it, and one started after our fstat is ordered after this read, as it
+// would be had we taken the lock first. Writers in this process hold Box::mu.
+// Returns whether the flock was taken (then unlock_box() after).
+Result<bool> FsStore::look_box(Box& b, bool nowait) {
+  if (b.fd >= 0 && b.loaded) {
+    struct stat st {};
+    if (::fstat(b.fd, &st) == 0 && st.st_nlink > 0 && std::uint64_t(st.st_size) == b.pos) return false;
+  }
+  if (nowait) return would_block();
+  if (auto st = lock_box(b); !st) return st.error();
+  return true;
+}
+
+// with_box() for reading; with `nowait` it neither waits for Box::mu nor
+// opens, locks or reads the index (would_block() instead).
+template <class F>
+auto FsStore::read_box(std::string_view user, std::string_view name, bool nowait, F&& fn)
+    -> decltype(fn(std::declval<Box&>())) {
+  auto guid = resolve(user, name, nowait);
+  if (!guid) return guid.error();
+  auto b = box(user, *guid);
+  std::unique_lock lk(b->mu, std::defer_lock);
+  if (!nowait) lk.lock();
+  else if (!lk.try_lock()) return would_block();
+  auto locked = look_box(*b, nowait);
+  if (!locked) return locked.error();
+  auto out = fn(*b);
+  if (*locked) unlock_box(*b);
+  return out;
+}
+
 void FsStore::notify(Box& b) {
   ChangeEvent ev{b.user, b.guid, b.highest_modseq, b.uidnext, std::uint32_t(b.msgs.size())};
   std::shared_ptr<WatchList> wl;
@@ -973,16 +1136,16 @@ std::unique_ptr<Subscription> FsStore::watch(std::string_view user, std::string_
 // ------------------------------------------------------------ reading
 
 Result<MailboxStatus> FsStore::status(std::string_view user, std::string_view name) {
-  return with_box(user, name, [](Box& b) -> Result<MailboxStatus> { return b.status(); });
+  return read_box(user, name, false, [](Box& b) -> Result<MailboxStatus> { return b.status(); });
 }
 
 Result<std::vector<MessageInfo>> FsStore::messages(std::string_view user, std::string_view name) {
-  return with_box(user, name, [](Box& b) -> Result<std::vector<MessageInfo>> { return b.msgs; });
+  return read_box(user, name, false, [](Box& b) -> Result<std::vector<MessageInfo>> { return b.msgs; });
 }
 
 Result<std::vector<MessageInfo>> FsStore::messages(std::string_view user, std::string_view name,
                                                    const UidRanges& uids) {
-  return with_box(user, name, [&](Box& b) -> Result<std::vector<MessageInfo>> {
+  return read_box(user, name, false, [&](Box& b) -> Result<std::vector<MessageInfo>> {
     std::vector<MessageInfo> out;
     for (const auto& m : b.msgs)
       if (contains(uids, m.uid)) out.push_back(m);
@@ -991,7 +1154,7 @@ Result<std::vector<MessageInfo>> FsStore::messages(std::string_view user, std::s
 }
 
 Result<Changes> FsStore::changes_since(std::string_view user, std::string_view name, std::uint64_t modseq) {
-  return with_box(user, name, [&](Box& b) -> Result<Changes> {
+  return read_box(user, name, false, [&](Box& b) -> Result<Changes> {
     Changes c;
     c.highest_modseq = b.highest_modseq;
     for (const auto& m : b.msgs)
@@ -1023,7 +1186,7 @@ Result<Usage> FsStore::usage(std::string_view user) {
 Result<std::string> FsStore::fetch(std::string_view user, std::string_view name, std::uint32_t uid,
                                    std::uint64_t offset, std::uint64_t length) {
   for (int attempt = 0;; ++attempt) {
-    auto where = with_box(user, name, [&](Box& b) -> Result<BodyRef> {
+    auto where = read_box(user, name, false, [&](Box& b) -> Result<BodyRef> {
       auto* m = b.find(uid);
       if (!m) return Error{Errc::NotFound, "no such message: UID " + std::to_string(uid)};
       return BodyRef{m->guid, m->pack, m->pack_offset};
@@ -1039,27 +1202,43 @@ Result<std::string> FsStore::fetch(std::string_view user, std::string_view name,
 
 std::vector<Result<std::string>> FsStore::fetch_many(std::string_view user, std::string_view name,
                                                      const std::vector<std::uint32_t>& uids) {
-  // GUIDs under one index lock; the body files are read after it is released.
+  return std::move(fetch_batch(user, name, uids, false)->bodies);
+}
+
+// The most body bytes one nowait batch reads: decompressing and checking
+// them is work done on an I/O thread, so it stays short; bigger batches
+// (FETCH 1:*) go to the pool, where they overlap with sending the last one.
+constexpr std::uint64_t kNowaitBytes = 256 * 1024;
+
+std::optional<FetchBatch> FsStore::fetch_batch(std::string_view user, std::string_view name,
+                                               const std::vector<std::uint32_t>& uids, bool nowait) {
+  // GUIDs from one look at the index; the bodies are read after it.
   std::vector<BodyRef> where(uids.size());
   std::vector<std::uint64_t> sizes(uids.size());
-  auto located = with_box(user, name, [&](Box& b) -> Result<bool> {
+  std::uint64_t bytes = 0;
+  FetchBatch out;
+  auto located = read_box(user, name, nowait, [&](Box& b) -> Result<bool> {
     for (std::size_t i = 0; i < uids.size(); ++i)
       if (auto* m = b.find(uids[i])) {
         where[i] = BodyRef{m->guid, m->pack, m->pack_offset};
         sizes[i] = m->size;
+        bytes += m->size;
       }
+    out.version = b.version();
     return true;
   });
+  if (nowait && (!located || bytes > kNowaitBytes)) return std::nullopt;
   std::vector<std::optional<Result<std::string>>> got(uids.size());
-  if (located) read_packed(where, sizes, got);
-  std::vector<Result<std::string>> out;
-  out.reserve(uids.size());
+  if (located) read_packed(where, sizes, got, nowait);
+  out.bodies.reserve(uids.size());
   for (std::size_t i = 0; i < uids.size(); ++i) {
-    if (!located) out.push_back(located.error());
-    else if (where[i].guid.empty()) out.push_back(Error{Errc::NotFound, "no such message: UID " + std::to_string(uids[i])});
-    else if (got[i]) out.push_back(std::move(*got[i]));
-    else out.push_back(read_body(where[i].guid, where[i].pack, where[i].offset, 0, UINT64_MAX));
-    if (!out.back() && where[i].pack) out.back() = fetch(user, name, uids[i]);  // moved meanwhile?
+    auto& r = out.bodies;
+    if (!located) r.push_back(located.error());
+    else if (where[i].guid.empty()) r.push_back(Error{Errc::NotFound, "no such message: UID " + std::to_string(uids[i])});
+    else if (got[i]) r.push_back(std::move(*got[i]));
+    else if (nowait) return std::nullopt;  // a body file of its own, or not in the page cache
+    else r.push_back(read_body(where[i].guid, where[i].pack, where[i].offset, 0, UINT64_MAX));
+    if (!r.back() && where[i].pack) r.back() = fetch(user, name, uids[i]);  // moved meanwhile?
   }
   return out;
 }
@@ -1075,7 +1254,7 @@ constexpr std::uint64_t kHeaderRoom = 4096;
 // A record is its header (GUID, sizes, owners: well under kHeaderRoom for
 // all but mail delivered to very many users) and at most `size` bytes.
 void FsStore::read_packed(const std::vector<BodyRef>& where, const std::vector<std::uint64_t>& sizes,
-                          std::vector<std::optional<Result<std::string>>>& got) {
+                          std::vector<std::optional<Result<std::string>>>& got, bool nowait) {
   constexpr std::uint64_t kSpan = 8u << 20;  // bytes per pread at most
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < where.size(); ++i)
@@ -1093,25 +1272,19 @@ void FsStore::read_packed(const std::vector<BodyRef>& where, const std::vector<s
       if (reach > kSpan) break;
       span = std::max(span, reach);
     }
-    if (end - at >= 2) read_run(where, order, at, end, span, got);
+    if (end - at >= 2 || nowait) read_run(where, order, at, end, span, got, nowait);
     at = end;
   }
 }
 
 void FsStore::read_run(const std::vector<BodyRef>& where, const std::vector<std::size_t>& order, std::size_t at,
-                       std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got) {
+                       std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got,
+                       bool nowait) {
   const BodyRef& first = where[order[at]];
-  const auto path = pack_path(first.pack);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;  // read_body() reports it
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || first.offset >= std::uint64_t(st.st_size)) return;
-  const std::uint64_t file = std::uint64_t(st.st_size);
-  auto span = pread_exact(fd, first.offset, std::min(want, file - first.offset));
+  auto pack = pack_reader(first.pack, nowait);
+  if (!pack || first.offset >= pack->size) return;  // read_body() reports it
+  const std::uint64_t len = std::min(want, pack->size - first.offset);
+  auto span = nowait ? pread_cached(pack->file->fd, first.offset, len) : pread_exact(pack->file->fd, first.offset, len);
   if (!span) return;
   for (std::size_t k = at; k < end; ++k) {
     const BodyRef& r = where[order[k]];
@@ -1127,15 +1300,42 @@ void FsStore::read_run(const std::vector<BodyRef>& where, const std::vector<std:
 }
 
 Result<MailboxStatus> FsStore::version(std::string_view user, std::string_view name) {
-  // status() without the walk over every message for UNSEEN and SIZE.
-  return with_box(user, name, [](Box& b) -> Result<MailboxStatus> {
-    MailboxStatus s;
-    s.uidvalidity = b.uidvalidity;
-    s.uidnext = b.uidnext;
-    s.highest_modseq = b.highest_modseq;
-    s.messages = std::uint32_t(b.msgs.size());
-    return s;
-  });
+  return read_box(user, name, false, [](Box& b) -> Result<MailboxStatus> { return b.version(); });
+}
+
+// Descriptors of packs kept at most (they are reopened after a clear).
+constexpr std::size_t kMaxPackFds = 64;
+
+Result<FsStore::PackView> FsStore::open_file(const fs::path& path) {
+  auto f = std::make_shared<PackFd>();
+  f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) return errno == ENOENT ? Error{Errc::NotFound, path.string()} : io_error("open " + path.string(), errno);
+  struct stat st {};
+  if (::fstat(f->fd, &st) != 0) return io_error("stat " + path.string(), errno);
+  return PackView{std::move(f), std::uint64_t(st.st_size)};
+}
+
+// A pack's descriptor, kept open: FETCH used to open, fstat and close the
+// pack for every message. A pack is only appended to and, once no index
+// names its bodies, unlinked (compact), so a kept descriptor reads every
+// record an index names. The fstat on each use gives the size and notices
+// an unlinked pack (link count 0): its descriptor is dropped, so its space
+// is freed and a new pack that took its number is opened by name.
+Result<FsStore::PackView> FsStore::pack_reader(std::uint32_t pack, bool nowait) {
+  std::shared_ptr<const PackFd> kept;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = packs_.find(pack); it != packs_.end()) kept = it->second;
+  }
+  struct stat st {};
+  if (kept && ::fstat(kept->fd, &st) == 0 && st.st_nlink > 0) return PackView{kept, std::uint64_t(st.st_size)};
+  if (nowait) return would_block();
+  auto fresh = open_file(pack_path(pack));
+  if (!fresh) return fresh.error();
+  std::lock_guard lk(mu_);
+  if (packs_.size() >= kMaxPackFds) packs_.clear();  // readers in flight keep theirs
+  packs_[pack] = fresh->file;
+  return fresh;
 }
 
 // Bodies never change once written, so they are read without a lock. The
@@ -1144,20 +1344,12 @@ Result<MailboxStatus> FsStore::version(std::string_view user, std::string_view n
 // message costs open, fstat, one pread and close.
 Result<std::string> FsStore::read_body(const std::string& guid, std::uint32_t pack, std::uint64_t base,
                                        std::uint64_t offset, std::uint64_t length) {
-  auto path = pack ? pack_path(pack) : body_path(guid);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
-    return io_error("open " + path.string(), errno);
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return io_error("stat " + path.string(), errno);
-  if (base >= std::uint64_t(st.st_size)) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
-  const auto avail = std::uint64_t(st.st_size) - base;
+  auto file = pack ? pack_reader(pack, false) : open_file(body_path(guid));
+  if (!file && file.error().code == Errc::NotFound) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
+  if (!file) return file.error();
+  const int fd = file->file->fd;
+  if (base >= file->size) return Error{Errc::Corrupt, "store: body " + guid + " is missing"};
+  const auto avail = file->size - base;
   auto head = pread_exact(fd, base, std::min<std::uint64_t>(avail, 65536));
   if (!head) return head.error();
   auto h = format::decode_body_header(*head);
@@ -1177,7 +1369,7 @@ Result<std::string> FsStore::read_body(const std::string& guid, std::uint32_t pa
   offset = std::min(offset, bh.size);
   length = std::min(length, bh.size - offset);
   const bool whole = offset == 0 && length == bh.size;
-  if (!bh.zstd && !whole) return pread_exact(fd, base + data_off + offset, length);
+  if (bh.codec == format::Codec::None && !whole) return pread_exact(fd, base + data_off + offset, length);
   std::string stored;
   if (head->size() >= data_off + bh.stored) {
     stored = std::move(*head);  // already read: cut the header and what follows in place
@@ -1224,16 +1416,10 @@ Result<FsStore::BodyRef> FsStore::write_body(std::string_view content, std::int6
   h.crc = format::crc32(content);
   h.date = date;
   h.owners = owners;
-  std::string packed;
-  if (opt_.compress && content.size() >= opt_.compress_min) {
-    packed.resize(ZSTD_compressBound(content.size()));
-    std::size_t n = ZSTD_compress(packed.data(), packed.size(), content.data(), content.size(), opt_.zstd_level);
-    if (!ZSTD_isError(n) && n < content.size()) {
-      packed.resize(n);
-      h.zstd = true;
-    }
-  }
-  std::string_view data = h.zstd ? std::string_view(packed) : content;
+  std::optional<std::string> packed;
+  if (content.size() >= opt_.compress_min) packed = pack_with(opt_.codec, content, opt_);
+  if (packed) h.codec = opt_.codec;
+  std::string_view data = packed ? std::string_view(*packed) : content;
   h.stored = data.size();
   if (opt_.pack_max > 0 && data.size() <= opt_.pack_max) {
     std::string record = format::encode_body_header(h);
@@ -1774,6 +1960,10 @@ Status FsStore::compact() {
   }
   for (const auto& e : fs::directory_iterator(opt_.root / "tmp", ec))
     if (e.last_write_time(ec) <= cutoff) fs::remove_all(e.path(), ec);
+  {
+    std::lock_guard lk(mu_);
+    packs_.clear();  // kept descriptors of packs deleted above would hold their space
+  }
   log::info("store: compact: " + std::to_string(rewritten) + " indexes rewritten, " + std::to_string(removed) +
             " unreferenced bodies removed");
   return {};

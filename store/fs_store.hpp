@@ -4,7 +4,7 @@
 //                           compression) appended one after another, each
 //                           the same record a body file holds; shared by
 //                           every mailbox that holds it (single instance),
-//                           optionally zstd-compressed; fdatasynced
+//                           optionally LZ4- or zstd-compressed; fdatasynced
 //   bodies/xx/GUID          bigger bodies, one file each, written once, fsynced
 //   users/USER/mailboxes    the user's mailbox list, replaced atomically
 //   users/USER/MBGUID/index the mailbox's append-only index log
@@ -14,7 +14,9 @@
 // appended and fdatasynced; a torn pack tail is never named by an index; a torn index tail is cut
 // off on open, a damaged index is rebuilt from the owners recorded in the
 // body files. Several processes may open one store (moatd, moatctl): every
-// index operation holds flock() on the index file.
+// index change holds flock() on the index file; readers take it only when
+// the file has grown (look_box). Mailbox list, index and pack descriptors
+// stay open between calls, checked with one fstat each (docs/store.md).
 #pragma once
 
 #include <chrono>
@@ -25,13 +27,17 @@
 #include <set>
 #include <shared_mutex>
 
+#include "common/config.hpp"
+#include "store/index_format.hpp"
 #include "store/mailbox_store.hpp"
 
 namespace moat::store {
 
 struct FsOptions {
   std::filesystem::path root;                 // data_dir/store
-  bool compress = false;                      // zstd for bodies of at least compress_min bytes
+  // Codec for bodies of at least compress_min bytes (kept only when smaller).
+  // Every codec reads back whatever this option says now.
+  format::Codec codec = format::Codec::None;
   std::size_t compress_min = 512;
   // Bodies of at most pack_max bytes as stored go into pack files, so a
   // 3 KB message does not take a 4 KiB block and an inode of its own (0:
@@ -39,9 +45,13 @@ struct FsOptions {
   std::size_t pack_max = 128 * 1024;
   std::uint64_t pack_size = 64ull << 20;
   int zstd_level = 3;
+  int lz4_level = 9;                          // LZ4 HC
   std::chrono::seconds sweep_grace{600};      // unreferenced bodies younger than this are kept (in-flight deliveries)
   std::size_t compact_min_dead = 64;          // rewrite an index when it has this many dead records ...
 };
+
+// The store options a configuration asks for (data_dir/store, [local]).
+FsOptions store_options(const config::Config& cfg);
 
 // Checks and normalises a mailbox name ("inbox/x" -> "INBOX/x").
 Result<std::string> normalize_mailbox_name(std::string_view name);
@@ -75,6 +85,8 @@ class FsStore final : public MailboxStore {
   std::vector<Result<std::string>> fetch_many(std::string_view user, std::string_view name,
                                               const std::vector<std::uint32_t>& uids) override;
   Result<MailboxStatus> version(std::string_view user, std::string_view name) override;
+  std::optional<FetchBatch> fetch_batch(std::string_view user, std::string_view name,
+                                        const std::vector<std::uint32_t>& uids, bool nowait) override;
   Status set_cache(std::string_view user, std::string_view name, std::uint32_t uid, std::string envelope,
                    std::string bodystructure) override;
   Result<StoreResult> store_flags(std::string_view user, std::string_view name, const UidRanges& uids,
@@ -104,6 +116,8 @@ class FsStore final : public MailboxStore {
   struct Box;
   struct WatchList;
   struct UserList;
+  struct ListCache;
+  struct PackFd;
   class UserLock;
   class Sub;
   explicit FsStore(FsOptions options);
@@ -111,13 +125,20 @@ class FsStore final : public MailboxStore {
   std::filesystem::path user_dir(std::string_view user) const;
   Result<UserList> read_list(std::string_view user) const;
   static Result<UserList> read_list_file(const std::filesystem::path& file, std::string_view user);
+  static Result<UserList> parse_list(const std::string& text, std::string_view user);
   Status write_list(std::string_view user, const UserList& list) const;
   std::shared_ptr<std::mutex> user_mutex(std::string_view user);
   Status create_locked(std::string_view user, UserList& list, const std::string& name, SpecialUse use);
-  Result<std::string> resolve(std::string_view user, std::string_view name);
+  // nowait: fail with would_block() rather than open or read a file.
+  Result<std::string> resolve(std::string_view user, std::string_view name, bool nowait = false);
+  Result<std::shared_ptr<const ListCache>> cached_list(std::string_view user, bool nowait);
   std::shared_ptr<Box> box(std::string_view user, const std::string& guid);
   template <class F>
   auto with_box(std::string_view user, std::string_view name, F&& fn) -> decltype(fn(std::declval<Box&>()));
+  template <class F>
+  auto read_box(std::string_view user, std::string_view name, bool nowait, F&& fn)
+      -> decltype(fn(std::declval<Box&>()));
+  Result<bool> look_box(Box& b, bool nowait);
   Status lock_box(Box& b);
   void unlock_box(Box& b);
   Status load(Box& b, bool full);
@@ -152,9 +173,16 @@ class FsStore final : public MailboxStore {
   std::filesystem::path body_path(std::string_view guid) const;
   // fetch_many(): bodies close together in a pack read with one pread
   void read_packed(const std::vector<BodyRef>& where, const std::vector<std::uint64_t>& sizes,
-                   std::vector<std::optional<Result<std::string>>>& got);
+                   std::vector<std::optional<Result<std::string>>>& got, bool nowait);
   void read_run(const std::vector<BodyRef>& where, const std::vector<std::size_t>& order, std::size_t at,
-                std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got);
+                std::size_t end, std::uint64_t want, std::vector<std::optional<Result<std::string>>>& got,
+                bool nowait);
+  struct PackView {
+    std::shared_ptr<const PackFd> file;
+    std::uint64_t size = 0;
+  };
+  Result<PackView> pack_reader(std::uint32_t pack, bool nowait);
+  static Result<PackView> open_file(const std::filesystem::path& path);
   Result<std::string> read_body(const std::string& guid, std::uint32_t pack, std::uint64_t base,
                                 std::uint64_t offset, std::uint64_t length);
 
@@ -163,6 +191,8 @@ class FsStore final : public MailboxStore {
   std::map<std::string, std::shared_ptr<Box>> boxes_;   // user dir + '/' + mailbox guid
   std::map<std::string, std::shared_ptr<std::mutex>> user_mu_;
   std::map<std::string, std::shared_ptr<WatchList>> watches_;
+  std::map<std::string, std::shared_ptr<const ListCache>> lists_;  // by user dir
+  std::map<std::uint32_t, std::shared_ptr<const PackFd>> packs_;   // read-only pack descriptors
   // copy/move hold it shared, compact()'s body sweep exclusive: a body must
   // not be swept while a copy is adding a reference to it (with a flock on
   // sweep.lock for other processes).

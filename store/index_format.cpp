@@ -304,12 +304,28 @@ ReadResult decode(std::string_view data) {
   return res;
 }
 
+namespace {
+constexpr std::pair<std::string_view, Codec> kCodecs[] = {{"none", Codec::None}, {"lz4", Codec::Lz4}, {"zstd", Codec::Zstd}};
+}  // namespace
+
+std::string_view codec_name(Codec c) {
+  for (const auto& [name, codec] : kCodecs)
+    if (codec == c) return name;
+  return "none";
+}
+
+std::optional<Codec> codec_named(std::string_view name) {
+  for (const auto& [n, codec] : kCodecs)
+    if (n == name) return codec;
+  return std::nullopt;
+}
+
 std::string encode_body_header(const BodyHeader& h) {
   std::string t;
   t += "guid " + h.guid + "\n";
   t += "size " + std::to_string(h.size) + "\n";
   t += "stored " + std::to_string(h.stored) + "\n";
-  t += std::string("compression ") + (h.zstd ? "zstd" : "none") + "\n";
+  t += "compression " + std::string(codec_name(h.codec)) + "\n";
   char crc[16];
   std::snprintf(crc, sizeof crc, "%08x", h.crc);
   t += std::string("crc ") + crc + "\n";
@@ -343,7 +359,10 @@ Result<std::pair<BodyHeader, std::size_t>> decode_body_header(std::string_view d
     if (key == "guid") ok = valid_guid(val), h.guid = std::string(val), have[0] = true;
     else if (key == "size") ok = parse_num(val, h.size), have[1] = true;
     else if (key == "stored") ok = parse_num(val, h.stored), have[2] = true;
-    else if (key == "compression") ok = (val == "zstd" || val == "none"), h.zstd = val == "zstd", have[3] = true;
+    else if (key == "compression") {
+      const auto c = codec_named(val);
+      ok = c.has_value(), h.codec = c.value_or(Codec::None), have[3] = true;
+    }
     else if (key == "crc") ok = parse_num(val, h.crc, 16), have[4] = true;
     else if (key == "date") ok = parse_num(val, h.date), have[5] = true;
     else if (key == "owner") {

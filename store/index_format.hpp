@@ -68,13 +68,16 @@ ReadResult decode(std::string_view data);
 // --- body files ---
 // "MOATMSG1" | u32 header length | header | stored bytes. The header is text
 // lines "key value": guid, size (raw bytes), stored (bytes on disk),
-// compression (none|zstd), crc (of the raw bytes, hex), date, and one
+// compression (none|lz4|zstd), crc (of the raw bytes, hex), date, and one
 // "owner USER MAILBOX-GUID" per delivery target so a lost index can be rebuilt.
+enum class Codec : std::uint8_t { None, Lz4, Zstd };
+std::string_view codec_name(Codec c);
+std::optional<Codec> codec_named(std::string_view name);
 struct BodyHeader {
   std::string guid;
   std::uint64_t size = 0;
   std::uint64_t stored = 0;
-  bool zstd = false;
+  Codec codec = Codec::None;
   std::uint32_t crc = 0;
   std::int64_t date = 0;
   std::vector<std::pair<std::string, std::string>> owners;

@@ -5,7 +5,8 @@
 //
 // THREADING: every method is synchronous, blocking (file I/O, fsync) and
 // thread-safe. Call it from the blocking pool (common/blocking.hpp
-// run_blocking), never from an I/O thread. Callbacks registered with watch()
+// run_blocking), never from an I/O thread (fetch_batch with nowait is the
+// one exception). Callbacks registered with watch()
 // run on whichever thread made the change: post to your own executor.
 //
 // NAMES: users are login names as in directory/ (case-insensitive ASCII).
@@ -128,6 +129,13 @@ struct Usage {                         // for quotas: all mailboxes of a user
   std::uint64_t messages = 0;
 };
 
+// What fetch_batch() answers: one result per UID, as fetch_many(), and the
+// mailbox's version() as of the same look at its index.
+struct FetchBatch {
+  std::vector<Result<std::string>> bodies;
+  std::optional<MailboxStatus> version;
+};
+
 // One local delivery, stored once for all its targets (single instance).
 struct DeliveryTarget {
   std::string user;
@@ -200,6 +208,20 @@ class MailboxStore {
     std::vector<Result<std::string>> out;
     out.reserve(uids.size());
     for (auto uid : uids) out.push_back(fetch(user, name, uid));
+    return out;
+  }
+  // fetch_many() and version() in one call, both from one look at the
+  // index. With `nowait` it may be called on an I/O thread: it then uses
+  // only what is already open and in memory (nginx/Samba/QEMU's pattern:
+  // try without blocking, hand to the pool only when that would block) and
+  // returns nullopt instead of anything that could wait for the disk or a
+  // lock; call it again with nowait = false on the blocking pool, which
+  // always answers. The default never answers nowait.
+  virtual std::optional<FetchBatch> fetch_batch(std::string_view user, std::string_view name,
+                                                const std::vector<std::uint32_t>& uids, bool nowait) {
+    if (nowait) return std::nullopt;
+    FetchBatch out{fetch_many(user, name, uids), std::nullopt};
+    if (auto v = version(user, name); v) out.version = *v;
     return out;
   }
   // A cheap fingerprint of the mailbox (highest MODSEQ, UIDNEXT, message

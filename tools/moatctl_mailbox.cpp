@@ -169,11 +169,7 @@ int mailbox_cmd(const Context& ctx, const Args& args) {
   if (!ok) return kSay.usage();
   auto cfg = config::load(ctx.config_file);
   if (!cfg) return kSay.failed(cfg.error());
-  store::FsOptions opt;
-  opt.root = (*cfg)->store_dir();
-  opt.compress = (*cfg)->local.compress;
-  opt.compress_min = (*cfg)->local.compress_min;
-  auto st = store::FsStore::open(opt);
+  auto st = store::FsStore::open(store::store_options(**cfg));
   if (!st) return kSay.failed(st.error());
   auto& s = **st;
   struct Handover {

@@ -111,6 +111,7 @@ asio::awaitable<void> Session::dialogue() {
     }
     alive = co_await command(ev.command);
   }
+  co_await flush();  // what was held, e.g. LOGOUT's BYE and OK
   done_ = true;
   deadline_.stop();
 }
@@ -218,6 +219,7 @@ asio::awaitable<bool> Session::starttls(const ip::Command& c) {
   // Plaintext pipelined behind STARTTLS is dropped (CVE-2011-0411 class).
   parser_.discard_buffered();
   bool ok = co_await tagged(c.tag, "OK", "Begin TLS negotiation now");
+  if (ok) ok = co_await flush();
   if (!ok) co_return false;
   auto st = co_await io_->start_tls();
   if (!st) co_return false;

@@ -86,14 +86,25 @@ std::optional<std::vector<std::size_t>> Session::pick(const std::string& text, b
   auto set = ip::SeqSet::parse(text);
   if (!set) return std::nullopt;
   if (msgs_.empty()) return out;
+  // The ranges come sorted and merged, and msgs_ is in ascending UID order:
+  // each range is found by binary search and walked, so "UID FETCH n" costs
+  // O(log n) instead of a test of every message in the mailbox.
   const auto ranges = set->resolve(uid ? msgs_.back().uid : std::uint32_t(msgs_.size()));
-  for (std::size_t i = 0; i < msgs_.size(); ++i)
-    if (ip::contains(ranges, uid ? msgs_[i].uid : std::uint32_t(i + 1))) out.push_back(i);
+  for (const auto& r : ranges) {
+    if (!uid) {
+      for (std::size_t i = r.lo - 1; i < std::min<std::size_t>(r.hi, msgs_.size()); ++i) out.push_back(i);
+      continue;
+    }
+    auto it = std::lower_bound(msgs_.begin(), msgs_.end(), r.lo,
+                               [](const MessageInfo& m, std::uint32_t u) { return m.uid < u; });
+    for (; it != msgs_.end() && it->uid <= r.hi; ++it) out.push_back(std::size_t(it - msgs_.begin()));
+  }
   return out;
 }
 
 asio::awaitable<bool> Session::idle(const ip::Command& c) {
   bool ok = co_await send("+ idling\r\n");
+  if (ok) ok = co_await flush();  // before the reader and pusher share the stream (one write at a time)
   if (!ok) co_return false;
   idling_ = true;
   parser_.expect_raw_line();

@@ -12,7 +12,7 @@ import base64
 import random
 import re
 
-from test_imap import ALICE, imap, imap_moatd  # noqa: F401  (fixture)
+from test_imap import ALICE, PASSWORD, imap, imap_moatd, raw_tls, read_until  # noqa: F401  (fixture)
 
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -72,6 +72,41 @@ def test_fetch_many_windows_byte_for_byte(imap_moatd):
     assert len(tails) == 150 and all(b"FLAGS (\\Seen)" in t for t in tails)
     assert [g == raw for g, (raw, _, _) in zip(literals(data), msgs)] == [True] * 150
     assert c.search(None, "UNSEEN")[1][0] == b""
+    c.logout()
+
+
+def test_pipelined_fetches_answer_in_order_and_see_expunges(imap_moatd):
+    """Commands sent in one go are answered in one go (the responses are
+    held until the input runs dry or 64 KiB are due), in order, byte for
+    byte; FETCH reads most bodies on the session's thread without the
+    blocking pool, and must still not serve a message another session has
+    expunged."""
+    m = imap_moatd
+    msgs = [raw for raw, _, _ in corpus(40)]
+    c = imap(m)
+    for raw in msgs:
+        assert c.append("INBOX", None, None, raw)[0] == "OK"
+    c.select("INBOX")
+    uids = [int(x) for x in c.uid("SEARCH", None, "ALL")[1][0].split()]
+    t = raw_tls(m)
+    t.sendall(f"l LOGIN {ALICE} {PASSWORD}\r\ns SELECT INBOX\r\n".encode())
+    read_until(t, b"s")
+    batch = "".join(f"f{i} UID FETCH {u} (BODY.PEEK[])\r\n" for i, u in enumerate(uids))
+    t.sendall(batch.encode() + b"n NOOP\r\n")
+    data = read_until(t, b"n")
+    ends = [data.index(f"\r\nf{i} OK".encode()) for i in range(len(msgs))] + [data.index(b"\r\nn OK")]
+    assert ends == sorted(ends)  # every answer, in order, each with its message's bytes
+    assert [raw in data[(ends[i - 1] if i else 0):ends[i]] for i, raw in enumerate(msgs)] == [True] * len(msgs)
+    # Another session expunges one; a FETCH of it returns no message (the
+    # expunge is reported, RFC 9051 §7.5.1), the next one is served.
+    c.uid("STORE", str(uids[5]), "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    t.sendall(f"g UID FETCH {uids[5]} (BODY.PEEK[])\r\nh UID FETCH {uids[6]} (BODY.PEEK[])\r\n".encode())
+    data = read_until(t, b"h")
+    g_end = data.index(b"g OK")
+    assert b"FETCH" not in data[:g_end] and b"* 6 EXPUNGE" in data[:g_end]
+    assert msgs[6] in data[g_end:]
+    t.close()
     c.logout()
 
 

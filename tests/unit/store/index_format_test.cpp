@@ -192,7 +192,7 @@ TEST_CASE("body file headers round trip and reject damage", "[store][format]") {
   h.guid = "00112233445566778899aabbccddeeff";
   h.size = 1000;
   h.stored = 400;
-  h.zstd = true;
+  h.codec = Codec::Lz4;
   h.crc = 0xDEADBEEF;
   h.date = 1700000000;
   h.owners = {{"alice@example.test", std::string(32, 'a')}, {"bob", std::string(32, 'c')}};
@@ -202,7 +202,7 @@ TEST_CASE("body file headers round trip and reject damage", "[store][format]") {
   CHECK(back->first.guid == h.guid);
   CHECK(back->first.size == 1000);
   CHECK(back->first.stored == 400);
-  CHECK(back->first.zstd);
+  CHECK(back->first.codec == Codec::Lz4);
   CHECK(back->first.crc == 0xDEADBEEF);
   CHECK(back->first.date == 1700000000);
   CHECK(back->first.owners == h.owners);
@@ -217,4 +217,22 @@ TEST_CASE("body file headers round trip and reject damage", "[store][format]") {
   auto no_guid = bytes;
   no_guid.replace(no_guid.find("guid "), 5, "gxid ");
   CHECK_FALSE(decode_body_header(no_guid).ok());
+}
+
+TEST_CASE("body headers name their codec; an unknown one is damage", "[store][format]") {
+  BodyHeader h;
+  h.guid = "00112233445566778899aabbccddeeff";
+  for (const auto codec : {Codec::None, Codec::Lz4, Codec::Zstd}) {
+    h.codec = codec;
+    const auto bytes = encode_body_header(h);
+    CHECK(bytes.find("compression " + std::string(codec_name(codec)) + "\n") != std::string::npos);
+    auto back = decode_body_header(bytes);
+    REQUIRE(back.ok());
+    CHECK(back->first.codec == codec);
+  }
+  h.codec = Codec::Zstd;
+  auto bytes = encode_body_header(h);
+  // same length, so the length prefix still holds
+  bytes.replace(bytes.find("compression zstd"), 16, "compression gzip");
+  CHECK(decode_body_header(bytes).error().code == moat::Errc::Corrupt);
 }
