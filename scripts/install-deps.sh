@@ -13,7 +13,7 @@ BUILD_PKGS=(
   libopendkim-dev
   libpsl-dev publicsuffix
   libspf2-dev libyaml-dev zlib1g-dev
-  libhyperscan-dev libpcre2-dev libmagic-dev libarchive-dev libzstd-dev liblz4-dev libclamav-dev
+  libhyperscan-dev libpcre2-dev libmagic-dev libarchive-dev libzstd-dev liblz4-dev libisal-dev libclamav-dev
   libgmime-3.0-dev
 )
 # Real peers the tests talk to.

@@ -3,30 +3,14 @@
 // allocate gigabytes).
 #include "store/index_format.hpp"
 
-#include <array>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
 
+#include <isa-l/crc.h>
+
 namespace moat::store::format {
 namespace {
-
-// CRC-32 (IEEE, reflected) slice-by-8: table k holds the CRC of a byte
-// followed by k zero bytes, so eight bytes are folded per step. Every FETCH
-// checks the body's CRC; byte at a time it was a tenth of FETCH's CPU time.
-using CrcTables = std::array<std::array<std::uint32_t, 256>, 8>;
-constexpr CrcTables make_crc_tables() {
-  CrcTables t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[0][i] = c;
-  }
-  for (std::uint32_t i = 0; i < 256; ++i)
-    for (std::size_t k = 1; k < 8; ++k) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFF];
-  return t;
-}
-constexpr CrcTables kCrc = make_crc_tables();
 
 void put_u32(std::string& out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(char((v >> (8 * i)) & 0xFF));
@@ -201,19 +185,12 @@ bool parse_num(std::string_view s, T& v, int base = 10) {
 
 }  // namespace
 
+// CRC-32 (IEEE, reflected: zlib's) from Intel's ISA-L, which picks a
+// PCLMULQDQ/AVX-512 folding at run time: every FETCH checks the body's CRC,
+// and a slice-by-8 table (2.4 GB/s here) was 12% of moatd's CPU in FETCH
+// 1:*; ISA-L did 44 GB/s on the same 5 KB buffers.
 std::uint32_t crc32(std::string_view data, std::uint32_t crc) {
-  crc = ~crc;
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  std::size_t n = data.size();
-  for (; n >= 8; p += 8, n -= 8) {
-    // Little-endian loads written out, so the result does not depend on the host.
-    const std::uint32_t lo = crc ^ (std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
-                                    std::uint32_t(p[3]) << 24);
-    crc = kCrc[7][lo & 0xFF] ^ kCrc[6][(lo >> 8) & 0xFF] ^ kCrc[5][(lo >> 16) & 0xFF] ^ kCrc[4][lo >> 24] ^
-          kCrc[3][p[4]] ^ kCrc[2][p[5]] ^ kCrc[1][p[6]] ^ kCrc[0][p[7]];
-  }
-  for (; n > 0; ++p, --n) crc = kCrc[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
-  return ~crc;
+  return crc32_gzip_refl(crc, reinterpret_cast<const unsigned char*>(data.data()), data.size());
 }
 
 bool valid_guid(std::string_view s) {
