@@ -39,9 +39,10 @@ unit: build
 integration: build
 	MOAT_BIN=$(CURDIR)/$(BUILD)/bin $(PY) -m pytest -q tests/integration
 
+# ctest -j: the fuzz runs overlap the unit test instead of waiting for it.
 test: test-deps build build-asan
-	cd $(BUILD) && ctest --output-on-failure
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
+	cd $(BUILD) && ctest -j$(JOBS) --output-on-failure
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest -j$(JOBS) --output-on-failure
 	MOAT_BIN=$(CURDIR)/$(BUILD)/bin MOAT_ASAN_BIN=$(CURDIR)/$(ASAN_BUILD)/bin \
 	  $(PY) -m pytest -q -p no:cacheprovider --timeout=300 tests/integration
 
