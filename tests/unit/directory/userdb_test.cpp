@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -185,12 +186,19 @@ TEST_CASE("unknown users take about as long as known ones", "[directory][userdb]
   REQUIRE(db->add("alice", "pw").ok());
   auto time = [&](const char* user) {
     auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 3; ++i) (void)db->verify(user, "wrong");
+    (void)db->verify(user, "wrong");
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  double known = time("alice"), unknown = time("mallory");
-  // Loose bound (CI machines are noisy): an unknown user must not answer
-  // without paying for an argon2id check.
+  // The fastest of five alternating tries each: other work on the machine
+  // (ctest -j runs tests side by side) only ever adds time, so the minimum
+  // is the check's own cost.
+  double known = 1e9, unknown = 1e9;
+  for (int i = 0; i < 5; ++i) {
+    known = std::min(known, time("alice"));
+    unknown = std::min(unknown, time("mallory"));
+  }
+  // Loose bound: an unknown user must not answer without paying for an
+  // argon2id check (without one it answers in microseconds).
   CHECK(unknown > known * 0.5);
 }
 
