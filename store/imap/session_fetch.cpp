@@ -262,10 +262,9 @@ asio::awaitable<FetchLoad> Session::load_window(const FetchWindow& w) {
   if (!batch) {
     const std::string user = user_, box = box_;
     const std::vector<std::uint32_t>* want = &w.want;
+    // without nowait fetch_batch always answers
     batch = co_await blocking([st, &user, &box, want] { return st->fetch_batch(user, box, *want, false); });
   }
-  if (!batch)  // fetch_batch(nowait = false) always answers; if not, the messages read as gone
-    batch = FetchBatch{std::vector<Result<std::string>>(w.want.size(), Error{Errc::TempFailure, "no answer"}), {}};
   load.version = batch->version;
   auto& got = batch->bodies;
   for (std::size_t i = 0; i < got.size() && i < w.slot.size(); ++i) load.bodies[w.slot[i]] = std::move(got[i]);
