@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,16 @@ std::string g_program = "moat";
 std::atomic<Level> g_level{Level::Info};
 int g_fd = 2;
 std::mutex g_mu;
+
+// getpid() once, not a system call per line; a forked child looks it up again.
+std::atomic<pid_t> g_pid{0};
+pid_t cached_pid() {
+  static const bool registered = [] { return ::pthread_atfork(nullptr, nullptr, [] { g_pid = 0; }) == 0; }();
+  (void)registered;
+  pid_t p = g_pid.load(std::memory_order_relaxed);
+  if (p == 0) g_pid = p = ::getpid();
+  return p;
+}
 
 std::string_view prefix(Level l) {
   switch (l) {
@@ -53,7 +64,7 @@ void line(Level level, std::string_view text) {
   out += ' ';
   out += g_program;
   out += '[';
-  out += std::to_string(::getpid());
+  out += std::to_string(cached_pid());
   out += "]: ";
   out += prefix(level);
   out += text;

@@ -412,7 +412,7 @@ int Server::run() {
   smtp_ = std::make_unique<SmtpTransport>(io_.get_executor(), *resolver_, getter, *client_tls_);
   queue_ = std::make_unique<QueueManager>(io_, *spool_, getter, blocking_);
   queue_->add_transport("smtp", *smtp_);
-  spool_->on_committed([this](const std::string& id) { queue_->notify(id); });
+  spool_->on_committed([this](const std::string& id, std::string file) { queue_->notify(id, std::move(file)); });
   quarantine_ = std::make_unique<quarantine::Store>(cfg.quarantine_dir(), cfg.quarantine_db());
   if (auto st = quarantine_->open(true); !st) {
     log::error("fatal: quarantine: " + st.error().detail);

@@ -120,14 +120,14 @@ Status SpoolWriter::open_file() {
   return {};
 }
 
-Status SpoolWriter::write_pending() {
+Status SpoolWriter::write_pending(bool keep) {
   if (!failed_) return failed_;
   if (buf_.empty()) return {};
   if (auto st = open_file(); !st) return failed_ = st;
   if (failpoint::hit("spool.write")) return failed_ = Error{Errc::IoError, "write: injected failure"};
   if (auto st = write_all(fd_, buf_); !st) return failed_ = st;
   written_ += buf_.size();
-  buf_.clear();
+  if (!keep) buf_.clear();
   return {};
 }
 
@@ -168,7 +168,7 @@ std::string Spool::new_id() {
   return base62(std::uint64_t(us), 10) + base62(seq_.fetch_add(1) % kSeqSpace, 4);
 }
 
-void Spool::on_committed(std::function<void(const std::string&)> hook) { hook_ = std::move(hook); }
+void Spool::on_committed(CommitHook hook) { hook_ = std::move(hook); }
 
 Status Spool::move(std::string_view id, std::string_view from, std::string_view to, bool sync) {
   if (!qf::valid_queue_id(id)) return Error{Errc::Invalid, "bad queue id"};
@@ -187,7 +187,9 @@ Result<std::unique_ptr<SpoolWriter>> Spool::begin(const Envelope& env) {
 }
 
 void Spool::finish_commit(SpoolWriter& w, std::function<void(Status)> done) {
-  if (auto st = w.write_pending(); !st) return done(st);
+  // A file written in one piece stays in buf_ for the commit hook.
+  const bool keep = w.written_ == 0 && w.buf_.size() <= qf::QueueFile::kKeepBytes;
+  if (auto st = w.write_pending(keep); !st) return done(st);
   failpoint::hit("spool.before_fsync");
   if (::fdatasync(w.fd_) != 0) return done(w.failed_ = file_error("fdatasync", errno));
   int rc = ::close(w.fd_);
@@ -237,7 +239,7 @@ asio::awaitable<Result<std::string>> Spool::commit(std::unique_ptr<SpoolWriter> 
     // Posted, not called: the caller finishes its synchronous work (e.g. a
     // quarantine hold) before the queue manager can pick the message up.
     auto ex = co_await asio::this_coro::executor;
-    asio::post(ex, [hook = hook_, id = w.id_] { hook(id); });
+    asio::post(ex, [hook = hook_, id = w.id_, file = std::move(w.buf_)]() mutable { hook(id, std::move(file)); });
   }
   co_return w.id_;
 }

@@ -43,7 +43,7 @@ class SpoolWriter {
  private:
   friend class Spool;
   SpoolWriter(Spool& spool, std::string id, std::string head);
-  Status write_pending();  // blocking: writes buf_ to the tmp file
+  Status write_pending(bool keep = false);  // blocking: writes buf_ to the tmp file (keep: and keeps it)
   Status open_file();
 
   Spool& spool_;
@@ -80,8 +80,11 @@ class Spool {
   asio::awaitable<Result<std::string>> commit(std::unique_ptr<SpoolWriter> writer);
   // Called with each committed id, on the committer's executor after commit
   // finished there (so a caller that holds the message right after commit()
-  // returns runs before the hook).
-  void on_committed(std::function<void(const std::string& id)> hook);
+  // returns runs before the hook). `file` is the queue file exactly as
+  // written when it was small enough to keep (qf::QueueFile::kKeepBytes),
+  // else empty: the queue manager then need not read back what it just wrote.
+  using CommitHook = std::function<void(const std::string& id, std::string file)>;
+  void on_committed(CommitHook hook);
 
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path path(std::string_view queue, std::string_view id) const { return dir_ / queue / id; }
@@ -105,7 +108,7 @@ class Spool {
   asio::thread_pool& blocking_;
   asio::thread_pool sync_pool_;
   std::unique_ptr<DirSync> dirsync_;
-  std::function<void(const std::string&)> hook_;
+  CommitHook hook_;
   std::atomic<std::uint32_t> seq_;
 };
 

@@ -164,6 +164,7 @@ class Parser {
   bool binary_body() const;
   Event command_error(Errc code, std::string detail, std::size_t resume);
   void decode(std::size_t limit, bool dots);   // consumes up to `limit` input bytes
+  std::size_t plain_lines(std::size_t end, bool dots);
   void step(char c, bool dots);
   void take_span(std::string_view span);       // line content without CR/LF
   void add_wire(std::size_t n);

@@ -160,12 +160,38 @@ void QueueManager::stop() {
   limiter_->stop();
 }
 
-void QueueManager::notify(const std::string& id) {
-  if (qf::valid_queue_id(id)) spawn(id, std::string(Spool::kIncoming));
+void QueueManager::notify(const std::string& id, std::string file) {
+  if (qf::valid_queue_id(id)) spawn(id, std::string(Spool::kIncoming), std::move(file));
 }
 
-void QueueManager::spawn(std::string id, std::string from) {
-  asio::co_spawn(io_, process(std::move(id), std::move(from), frames_.token()), asio::detached);
+void QueueManager::spawn(std::string id, std::string from, std::string file) {
+  asio::co_spawn(io_, process(std::move(id), std::move(from), std::move(file), frames_.token()), asio::detached);
+}
+
+// Delivered files are unlinked on the blocking pool, as many per trip as have
+// gathered, without the message's coroutine waiting: under load one trip
+// serves many messages. The id stays claimed until its file is gone, so a
+// rescan cannot deliver it again. The last records are written only if the
+// file cannot be removed.
+void QueueManager::retire(std::filesystem::path path, std::string id, std::string records) {
+  bool first;
+  {
+    std::lock_guard lk(mu_);
+    first = retiring_.empty();
+    retiring_.push_back({std::move(path), std::move(id), std::move(records)});
+  }
+  if (!first) return;
+  asio::post(blocking_, [this, alive = frames_.token()] {
+    std::vector<Retired> batch;
+    {
+      std::lock_guard lk(mu_);
+      batch.swap(retiring_);
+    }
+    for (const auto& r : batch)
+      if (::unlink(r.path.c_str()) != 0 && !r.records.empty()) (void)qf::append_progress(r.path, r.records);
+    std::lock_guard lk(mu_);
+    for (const auto& r : batch) claimed_.erase(r.id);
+  });
 }
 
 bool QueueManager::claim(const std::string& id) {
@@ -200,40 +226,56 @@ void QueueManager::log_result(const std::string& id, const Envelope& env, const 
 
 // ------------------------------------------------------------ one message
 
-asio::awaitable<void> QueueManager::process(std::string id, std::string from, FrameCount::Token) {
+asio::awaitable<void> QueueManager::process(std::string id, std::string from, std::string bytes,
+                                            FrameCount::Token) {
   if (stopping_ || !claim(id)) co_return;
   struct Unclaim {
     QueueManager* q;
     std::string id;
-    ~Unclaim() { q->unclaim(id); }
+    bool armed = true;
+    ~Unclaim() {
+      if (armed) q->unclaim(id);
+    }
   } guard{this, id};
   try {
-    // Activate and read in one trip to the pool: each trip costs two
-    // thread switches, and this is the path of every message.
-    const auto path = spool_.path(Spool::kActive, id);
-    struct Activated {
-      Status moved;
-      Result<qf::QueueFile> file{Errc::NotFound};
-    };
-    auto act = co_await run_blocking(blocking_, [&] {
-      Activated a;
-      a.moved = spool_.move(id, from, Spool::kActive);
-      if (a.moved) a.file = qf::read_queue_file(path);
-      return a;
-    });
-    if (!act.moved) {
-      if (act.moved.error().code != Errc::NotFound) log::warning(id + ": cannot activate: " + act.moved.error().detail);
-      co_return;  // held, removed or picked up meanwhile
+    // A message fresh from the spool comes with the bytes just written: it
+    // is delivered from incoming/ where it lies, with no rename and no read
+    // (incoming/ and active/ are recovered alike after a crash). Anything
+    // else is activated and read in one trip to the pool: each trip costs
+    // two thread switches.
+    std::string_view folder = Spool::kActive;
+    Result<qf::QueueFile> file{Errc::NotFound};
+    if (!bytes.empty() && from == Spool::kIncoming) {
+      folder = Spool::kIncoming;
+      file = qf::parse_queue_file(bytes, {.verify_checksum = false});  // our own bytes, CRC just computed
+      if (file) file->bytes = std::move(bytes);
+    } else {
+      const auto active = spool_.path(Spool::kActive, id);
+      struct Activated {
+        Status moved;
+        Result<qf::QueueFile> file{Errc::NotFound};
+      };
+      auto act = co_await run_blocking(blocking_, [&] {
+        Activated a;
+        a.moved = spool_.move(id, from, Spool::kActive);
+        if (a.moved) a.file = qf::read_queue_file(active);
+        return a;
+      });
+      if (!act.moved) {
+        if (act.moved.error().code != Errc::NotFound) log::warning(id + ": cannot activate: " + act.moved.error().detail);
+        co_return;  // held, removed or picked up meanwhile
+      }
+      file = std::move(act.file);
     }
-    auto& file = act.file;
+    const auto path = spool_.path(folder, id);
     if (!file) {
       log::warning(id + ": " + file.error().detail + (file.error().code == Errc::Corrupt ? ", moved to corrupt/" : ""));
       auto to = file.error().code == Errc::Corrupt ? Spool::kCorrupt : Spool::kIncoming;
-      (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, Spool::kActive, to); });
+      if (to != folder) (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, folder, to); });
       co_return;
     }
     if (is_held(id)) {
-      (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, Spool::kActive, Spool::kHold, true); });
+      (void)co_await run_blocking(blocking_, [&] { return spool_.move(id, folder, Spool::kHold, true); });
       co_return;
     }
     auto& f = *file;
@@ -257,7 +299,7 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
     // messages themselves are processed concurrently. (Spawning a nested
     // coroutine per group needs a join primitive we do not have yet.)
     std::vector<RcptResult> results;
-    for (auto& [key, g] : groups) co_await deliver_group(id, f, g, results);
+    for (auto& [key, g] : groups) co_await deliver_group(id, path, f, g, results);
 
     // Record what happened; recipients the transport did not answer for stay pending.
     std::string records;
@@ -299,14 +341,12 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
       // bouncing does not deliver again.
       if (!records.empty()) (void)co_await run_blocking(blocking_, [&] { return qf::append_progress(path, records); });
       records.clear();
-      bounces_done = co_await send_bounces(id, f, records);
+      bounces_done = co_await send_bounces(id, path, f, records);
     }
     if (all_final && bounces_done) {
-      co_await run_blocking(blocking_, [&] {  // one trip: last records, then gone
-        if (!records.empty()) (void)qf::append_progress(path, records);
-        ::unlink(path.c_str());
-      });
       log::info(id + ": removed");
+      guard.armed = false;  // retire() releases the id once the file is gone
+      retire(path, id, std::move(records));
       co_return;
     }
     // Not done: schedule the next attempt.
@@ -317,7 +357,7 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
     auto to = held ? Spool::kHold : Spool::kDeferred;
     auto st = co_await run_blocking(blocking_, [&]() -> Status {
       if (auto a = qf::append_progress(path, records); !a) return a;
-      if (auto mv = spool_.move(id, Spool::kActive, to, held); !mv) return mv;
+      if (auto mv = spool_.move(id, folder, to, held); !mv) return mv;
       return set_mtime(spool_.path(to, id), next);
     });
     if (!st && st.error().code != Errc::NotFound) log::warning(id + ": cannot defer: " + st.error().detail);
@@ -326,8 +366,8 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, Fr
   }
 }
 
-asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const qf::QueueFile& file, Group& group,
-                                                  std::vector<RcptResult>& out) {
+asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const std::filesystem::path& path,
+                                                  const qf::QueueFile& file, Group& group, std::vector<RcptResult>& out) {
   auto defer_all = [&](std::string dsn, std::string why) {
     for (auto i : group.rcpts) out.push_back(RcptResult{i, RcptStatus::Deferred, dsn, "none", why});
   };
@@ -347,7 +387,7 @@ asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const q
     req.queue_id = id;
     req.envelope = &file.envelope;
     req.recipients = group.rcpts;
-    req.source = source_of(spool_.path(Spool::kActive, id), file);
+    req.source = source_of(path, file);
     req.destination = group.dest;
     try {
       auto res = co_await it->second->deliver(req);
@@ -364,7 +404,8 @@ asio::awaitable<void> QueueManager::deliver_group(const std::string& id, const q
 }
 
 // One bounce for every recipient that failed since the last report.
-asio::awaitable<bool> QueueManager::send_bounces(const std::string& id, qf::QueueFile& f, std::string& records) {
+asio::awaitable<bool> QueueManager::send_bounces(const std::string& id, const std::filesystem::path& path,
+                                                 qf::QueueFile& f, std::string& records) {
   const auto& env = f.envelope;
   std::vector<std::size_t> todo;
   for (std::size_t i = 0; i < f.progress.size(); ++i)
@@ -378,7 +419,6 @@ asio::awaitable<bool> QueueManager::send_bounces(const std::string& id, qf::Queu
     log::info(id + (env.sender.empty() ? ": sender is <>, no bounce sent" : ": bounce not requested (NOTIFY)"));
   } else {
     const auto cfg = config_();
-    const auto path = spool_.path(Spool::kActive, id);
     auto content = co_await run_blocking(blocking_, [&] {
       return qf::read_content(path, f, dsn::kReturnSizeLimit + 256 * 1024);
     });

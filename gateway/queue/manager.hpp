@@ -42,7 +42,9 @@ class QueueManager {
 
   void add_transport(std::string name, Transport& transport);
   void start();                            // scans incoming/ and deferred/, starts the rescan timer
-  void notify(const std::string& id);      // a message was committed: deliver now (thread-safe)
+  // A message was committed: deliver now (thread-safe). `file`: its queue
+  // file as written, when the spool kept it (Spool::CommitHook).
+  void notify(const std::string& id, std::string file = {});
   void stop();                             // no new work; in-flight deliveries finish
   // Coroutines of this manager still alive; see common/frame_count.hpp.
   std::size_t frames() const { return frames_.live(); }
@@ -63,14 +65,16 @@ class QueueManager {
  private:
   struct Group;
   class Limiter;
-  asio::awaitable<void> process(std::string id, std::string from, FrameCount::Token);
-  asio::awaitable<void> deliver_group(const std::string& id, const qf::QueueFile& file, Group& group,
-                                      std::vector<RcptResult>& out);
-  asio::awaitable<bool> send_bounces(const std::string& id, qf::QueueFile& file, std::string& records);
+  asio::awaitable<void> process(std::string id, std::string from, std::string bytes, FrameCount::Token);
+  asio::awaitable<void> deliver_group(const std::string& id, const std::filesystem::path& path,
+                                      const qf::QueueFile& file, Group& group, std::vector<RcptResult>& out);
+  asio::awaitable<bool> send_bounces(const std::string& id, const std::filesystem::path& path, qf::QueueFile& file,
+                                     std::string& records);
   asio::awaitable<void> scan(bool force, FrameCount::Token);
   asio::awaitable<void> scan_loop(FrameCount::Token);
   void spawn_scan(bool force);
-  void spawn(std::string id, std::string from);
+  void spawn(std::string id, std::string from, std::string file = {});
+  void retire(std::filesystem::path path, std::string id, std::string records);
   bool claim(const std::string& id);
   void unclaim(const std::string& id);
   bool is_held(const std::string& id);
@@ -87,6 +91,11 @@ class QueueManager {
   mutable std::mutex mu_;
   std::set<std::string> claimed_;          // ids being processed
   std::set<std::string> held_;             // hold requested (covers in-flight messages)
+  struct Retired {
+    std::filesystem::path path;
+    std::string id, records;
+  };
+  std::vector<Retired> retiring_;          // delivered, waiting for retire()'s unlink
   std::atomic<bool> stopping_{false};
   FrameCount frames_{"queue manager"};
 };

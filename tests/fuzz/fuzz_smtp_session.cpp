@@ -102,7 +102,7 @@ struct World {
     spool = std::make_unique<Spool>(dir, blocking, 1);
     if (!spool->init()) std::abort();
     // Committed messages are not delivered here: drop them so the disk stays empty.
-    spool->on_committed([this](const std::string& id) {
+    spool->on_committed([this](const std::string& id, std::string) {
       std::error_code ec;
       fs::remove(spool->path(Spool::kIncoming, id), ec);
     });

@@ -193,6 +193,30 @@ TEST_CASE("DATA: line length limit counts the CRLF and the stuffing dot") {
         Evs{"CMD DATA", "CHUNK 0123456789", "DERR line_too_long", "CMD NOOP"});
 }
 
+TEST_CASE("DATA: body lines past the header (taken in runs) keep every check") {
+  // Past the empty line the decoder copies plain CRLF lines a run at a time;
+  // each case here must stop that run exactly where byte-by-byte decoding
+  // would, whatever the split (drive_all_splits compares them).
+  ParserOptions o;
+  o.max_line = 12;
+  CHECK(drive_all_splits("DATA\r\nS: x\r\n\r\n0123456789\r\n..23456789\r\n\r\nab\r\n.\r\n", o) ==
+        Evs{"CMD DATA", "CHUNK S: x\r\n\r\n0123456789\r\n.23456789\r\n\r\nab\r\n", "END"});
+  CHECK(drive_all_splits("DATA\r\n\r\nab\r\n01234567890\r\n.\r\nNOOP\r\n", o) ==
+        Evs{"CMD DATA", "CHUNK \r\nab\r\n0123456789", "DERR line_too_long", "CMD NOOP"});
+  CHECK(drive_all_splits("DATA\r\n\r\nab\r\ncd\ref\r\n.\r\n", o).back() == "DERR bare_line_ending");
+  CHECK(drive_all_splits("DATA\r\n\r\nab\r\ncd\nef\r\n.\r\n", o).back() == "DERR bare_line_ending");
+  CHECK(drive_all_splits("DATA\r\n\r\nab\r\n\n.\r\n.\r\n", o).back() == "DERR bare_line_ending");
+  // Smuggling forms inside the body never end it.
+  CHECK(drive_all_splits("DATA\r\n\r\nab\r\n.\nMAIL\r\n.\r\n", normalize()) ==
+        Evs{"CMD DATA", "CHUNK \r\nab\r\n.\r\nMAIL\r\n", "END"});
+  ParserOptions small;
+  small.max_message = 10;
+  CHECK(drive_all_splits("DATA\r\n\r\nabcdef\r\nghijkl\r\n.\r\nNOOP\r\n", small) ==
+        Evs{"CMD DATA", "CHUNK \r\nabcdef\r\n", "DERR message_too_large", "CMD NOOP"});
+  CHECK(drive_all_splits("DATA\r\n\r\nabcdefg\r\nhijkl\r\n.\r\nNOOP\r\n", small) ==
+        Evs{"CMD DATA", "CHUNK \r\nabcdefg\r", "DERR message_too_large", "CMD NOOP"});
+}
+
 TEST_CASE("DATA: a new DATA starts a clean message") {
   ParserOptions o;
   o.max_message = 8;

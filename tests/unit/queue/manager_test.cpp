@@ -114,7 +114,7 @@ struct Fixture {
     qm = std::make_unique<QueueManager>(io, *spool, [this] { return config::Snapshot(cfg); }, pool);
     qm->set_clock([this] { return now; });
     qm->add_transport("smtp", transport);
-    spool->on_committed([this](const std::string& id) { qm->notify(id); });
+    spool->on_committed([this](const std::string& id, std::string file) { qm->notify(id, std::move(file)); });
   }
   std::string submit(Envelope env, std::string body = "Subject: test\r\nFrom: a@sender.test\r\n\r\nhello\r\n") {
     env.arrival = now;
@@ -297,7 +297,7 @@ TEST_CASE("a bounce that cannot be delivered is dropped after bounce_lifetime", 
 
 TEST_CASE("hold keeps a message until release", "[queue][admin]") {
   Fixture fx;
-  fx.spool->on_committed([](const std::string&) {});  // no pickup: hold first
+  fx.spool->on_committed([](const std::string&, std::string) {});  // no pickup: hold first
   auto id = fx.submit(env_to({{"x@example.test", DsnNotify::Default, ""}}));
   REQUIRE(fx.qm->hold(id).ok());
   CHECK(fx.in("hold") == 1);
@@ -346,7 +346,7 @@ TEST_CASE("hold right after commit wins over the pickup", "[queue][admin]") {
 
 TEST_CASE("admin show, delete and the control socket commands", "[queue][admin][control]") {
   Fixture fx;
-  fx.spool->on_committed([](const std::string&) {});
+  fx.spool->on_committed([](const std::string&, std::string) {});
   auto id = fx.submit(env_to({{"x@example.test", DsnNotify::Default, ""}}));
   auto shown = test::run_co(fx.io, fx.qm->show(id));
   REQUIRE(shown.ok());
@@ -375,7 +375,7 @@ TEST_CASE("admin show, delete and the control socket commands", "[queue][admin][
 
 TEST_CASE("restart: complete files are delivered, torn ones go to corrupt/", "[queue][recovery]") {
   Fixture fx;
-  fx.spool->on_committed([](const std::string&) {});  // "crash" before pickup
+  fx.spool->on_committed([](const std::string&, std::string) {});  // "crash" before pickup
   auto a = fx.submit(env_to({{"x@example.test", DsnNotify::Default, ""}}));
   auto b = fx.submit(env_to({{"y@example.test", DsnNotify::Default, ""}, {"z@other.test", DsnNotify::Default, ""}}));
   REQUIRE(fx.spool->move(b, Spool::kIncoming, Spool::kActive).ok());

@@ -58,8 +58,11 @@ TEST_CASE("commit writes a complete file into incoming/", "[spool]") {
   Spool spool(tmp.path, pool);
   REQUIRE(spool.init().ok());
   for (auto q : {"tmp", "incoming", "active", "deferred", "hold", "corrupt"}) CHECK(fs::is_directory(tmp.path / q));
-  std::vector<std::string> hooked;
-  spool.on_committed([&](const std::string& id) { hooked.push_back(id); });
+  std::vector<std::string> hooked, files;
+  spool.on_committed([&](const std::string& id, std::string file) {
+    hooked.push_back(id);
+    files.push_back(std::move(file));
+  });
 
   std::string body = "Subject: x\r\n\r\n" + std::string(3 << 20, 'a') + "\r\n";  // several content records
   auto id = commit_one(io, spool, body, {"X-Spam-Flag: YES\r\n"});
@@ -67,6 +70,7 @@ TEST_CASE("commit writes a complete file into incoming/", "[spool]") {
   CHECK(qf::valid_queue_id(*id));
   test::run_until(io, [&] { return !hooked.empty(); });
   CHECK(hooked == std::vector<std::string>{*id});
+  CHECK(files == std::vector<std::string>{""});  // over kKeepBytes: the queue manager reads it back
   CHECK(test::count_files(tmp.path / "tmp") == 0);
   auto f = qf::read_queue_file(tmp.path / "incoming" / *id);
   REQUIRE(f.ok());
@@ -76,6 +80,15 @@ TEST_CASE("commit writes a complete file into incoming/", "[spool]") {
   auto content = qf::read_content(tmp.path / "incoming" / *id, *f);
   REQUIRE(content.ok());
   CHECK(*content == body);
+
+  // A small message reaches the hook as the exact bytes on disk.
+  auto small = commit_one(io, spool, "Subject: y\r\n\r\nsmall\r\n");
+  REQUIRE(small.ok());
+  test::run_until(io, [&] { return hooked.size() == 2; });
+  std::ifstream in(tmp.path / "incoming" / *small, std::ios::binary);
+  std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(!on_disk.empty());
+  CHECK(files.at(1) == on_disk);
 }
 
 TEST_CASE("an uncommitted writer leaves nothing behind", "[spool]") {
@@ -100,7 +113,7 @@ TEST_CASE("injected write errors never commit", "[spool][failpoint]") {
   Spool spool(tmp.path, pool);
   REQUIRE(spool.init().ok());
   bool hooked = false;
-  spool.on_committed([&](const std::string&) { hooked = true; });
+  spool.on_committed([&](const std::string&, std::string) { hooked = true; });
   {
     FailpointEnv fp("spool.write=error");
     auto id = commit_one(io, spool, "Subject: x\r\n\r\nbody\r\n");
