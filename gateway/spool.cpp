@@ -73,12 +73,25 @@ asio::awaitable<T> await_callback(Start start) {
 
 }  // namespace
 
-// One fsync of incoming/ covers every rename done before it started.
+// One fsync of incoming/ covers every rename done before it started. The
+// folder stays open (one open and close fewer per commit).
 struct Spool::DirSync {
   std::filesystem::path dir;
+  int fd = -1;
   std::mutex mu;
   std::vector<std::function<void(Status)>> waiting;
   bool running = false;
+
+  ~DirSync() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  Status sync() {
+    if (fd < 0) fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return file_error("open " + dir.string(), errno);
+    if (::fsync(fd) != 0) return file_error("fsync " + dir.string(), errno);
+    return {};
+  }
 
   void join(std::function<void(Status)> done) {
     std::unique_lock lk(mu);
@@ -89,7 +102,7 @@ struct Spool::DirSync {
       auto batch = std::move(waiting);
       waiting.clear();
       lk.unlock();
-      Status st = fsync_dir(dir);
+      Status st = sync();  // only the leader touches fd
       counters().dir_syncs.inc();
       if (st && failpoint::hit("spool.dir_fsync")) st = Error{Errc::IoError, "fsync incoming: injected failure"};
       for (auto& d : batch) d(st);

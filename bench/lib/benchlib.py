@@ -93,10 +93,34 @@ def one_run(target_port, sink_port, size, n, sessions, workdir: Path, drain, mes
                 raise RuntimeError(f"sink got {sink_count(out)} of {n} messages in {RUN_TIMEOUT}s")
             time.sleep(0.005)
         took = time.monotonic() - t0
-        drain()                        # the relay's queue is empty before the next run
     finally:
         stop_process(sink)
+    drain()                            # the relay's queue is empty before the next run
     return took
+
+
+def tree_cpu_seconds(pid) -> float:
+    """CPU time of process `pid` and of its children: live ones from their own
+    /proc stat, exited ones from the cutime/cstime the parent collected when
+    it reaped them. Differences taken around a run give what the whole
+    process tree spent on it, including short-lived workers (Postfix's
+    smtpd, cleanup, smtp)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p):
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+    f = fields(pid)
+    total = sum(int(x) for x in f[11:15])          # utime stime cutime cstime
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or d.name == str(pid):
+            continue
+        try:
+            c = fields(d.name)
+        except OSError:
+            continue
+        if c[1] == str(pid):                      # ppid
+            total += int(c[11]) + int(c[12])
+    return total / tick
 
 
 def wait_port_free(port, timeout=10):

@@ -504,7 +504,15 @@ asio::awaitable<void> QueueManager::scan_loop(FrameCount::Token) {
 // ------------------------------------------------------------ admin
 
 asio::awaitable<Result<std::vector<admin::QueueEntry>>> QueueManager::list() {
-  co_return co_await run_blocking(blocking_, [this] { return admin::scan_spool(spool_.dir()); });
+  auto entries = co_await run_blocking(blocking_, [this] { return admin::scan_spool(spool_.dir()); });
+  if (entries) {
+    // A fresh message is delivered from incoming/ where it lies (process()):
+    // what the admin wants to know is that it is being delivered.
+    std::lock_guard lk(mu_);
+    for (auto& e : *entries)
+      if (e.queue == Spool::kIncoming && claimed_.count(e.id)) e.queue = Spool::kActive;
+  }
+  co_return entries;
 }
 
 asio::awaitable<Result<admin::MessageDetails>> QueueManager::show(std::string id) {
