@@ -7,6 +7,7 @@
 #include <magic.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 
 #include "common/blocking.hpp"
@@ -64,6 +65,8 @@ struct ArchiveDeleter {
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveDeleter>;
 
+}  // namespace
+
 bool is_archive_type(std::string_view t) {
   static constexpr std::string_view kTypes[] = {
       "application/zip", "application/x-zip-compressed", "application/x-7z-compressed", "application/x-rar",
@@ -73,6 +76,21 @@ bool is_archive_type(std::string_view t) {
       "application/x-lzma", "application/x-compress"};
   return std::find(std::begin(kTypes), std::end(kTypes), t) != std::end(kTypes);
 }
+
+bool plain_text(std::string_view data) {
+  // A byte table, so the loop has no branch per byte worth predicting.
+  static constexpr auto kText = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 256; ++c) t[std::size_t(c)] = true;
+    for (unsigned char c : {'\t', '\n', '\f', '\r', '\x1b'}) t[c] = true;  // ESC: ISO-2022-JP text
+    return t;
+  }();
+  bool ok = true;
+  for (unsigned char c : data) ok &= kText[c];
+  return ok;
+}
+
+namespace {
 
 bool listed(const std::vector<std::string>& list, std::string_view v) {
   return !v.empty() && std::find(list.begin(), list.end(), v) != list.end();
@@ -97,7 +115,7 @@ class Checker {
     std::string name = clean_name(part.filename);
     std::string shown = name.empty() ? "(unnamed " + part.content_type + ")" : name;
     if (!name.empty()) names(name, shown, kBlockedExt);
-    if (part.body.empty()) return;
+    if (part.body.empty() || skip_magic(part.body)) return;
     std::string type = magic_type(part.body, text_matters_);
     if (listed(policy_.blocked_types, type)) add(kBlockedType, shown + " is " + type);
     if (is_archive_type(type)) {
@@ -107,6 +125,9 @@ class Checker {
   }
 
  private:
+  // Most mail parts are text; libmagic's binary tests cost ~0.4 ms a part.
+  bool skip_magic(std::string_view body) const { return !text_matters_ && plain_text(body); }
+
   void add(std::string_view symbol, std::string detail) {
     Finding f{std::string(symbol), std::move(detail)};
     if (std::find(out_.begin(), out_.end(), f) == out_.end()) out_.push_back(std::move(f));
@@ -141,7 +162,7 @@ class Checker {
         continue;
       }
       std::string body = read_entry(a.get());
-      if (body.empty()) continue;
+      if (body.empty() || skip_magic(body)) continue;
       std::string type = magic_type(body, text_matters_);
       if (listed(policy_.blocked_types, type)) add(kBlockedInArchive, shown + " is " + type);
       if (is_archive_type(type)) {

@@ -54,6 +54,12 @@ std::string binary_type(std::string_view data);
 // Whether a policy needs the full reading: it blocks a type libmagic's text
 // tests could name (anything but the default blocked types and archives).
 bool text_matters(const config::AttachmentPolicy& policy);
+// Text bytes only: no NUL and no control byte but TAB, LF, FF, CR and ESC.
+// Every signature of the default blocked types and of the archives has a
+// control byte (PE's "PE\0\0", OLE2's D0 CF 11 E0, ZIP's PK 03 04, ...), so
+// under a policy where text does not matter such a part skips libmagic.
+bool plain_text(std::string_view data);
+bool is_archive_type(std::string_view mime_type);
 
 // All findings for these parts under one policy. Pure apart from libmagic
 // and libarchive reading memory; tests call it directly.
