@@ -1,5 +1,5 @@
 // See spool.hpp. Commit path, per message on the sync pool: write what is
-// buffered, fdatasync, rename tmp/ → incoming/; then the directory group:
+// buffered, rename tmp/ → incoming/, fdatasync; then the directory group:
 // the first committer to arrive fsyncs incoming/ once for every rename that
 // happened before, and completes them all (group commit, as databases do).
 #include "common/file_io.hpp"
@@ -204,21 +204,27 @@ void Spool::finish_commit(SpoolWriter& w, std::function<void(Status)> done) {
   const bool keep = w.written_ == 0 && w.buf_.size() <= qf::QueueFile::kKeepBytes;
   if (auto st = w.write_pending(keep); !st) return done(st);
   failpoint::hit("spool.before_fsync");
-  if (::fdatasync(w.fd_) != 0) return done(w.failed_ = file_error("fdatasync", errno));
+  // Renamed before the syncs, not after: the file's fdatasync then commits
+  // the rename in the same journal transaction, and the folder's fsync after
+  // it finds (on ext4) nothing left to commit. Both still finish before 250.
+  // Until then a crash can only lose or tear a file the client was never
+  // acknowledged for (recovery moves a torn one to corrupt/).
+  const auto tmp = path(kTmp, w.id_), incoming = path(kIncoming, w.id_);
+  if (::rename(tmp.c_str(), incoming.c_str()) != 0) return done(w.failed_ = file_error("rename into incoming", errno));
+  // On failure the file goes back to tmp/ (the writer's destructor removes
+  // it there), so the queue manager does not deliver a message the client
+  // will send again.
+  auto fail = [&w, tmp, incoming](Status st) {
+    ::rename(incoming.c_str(), tmp.c_str());
+    w.written_ = std::max<std::uint64_t>(w.written_, 1);
+    return st;
+  };
+  if (::fdatasync(w.fd_) != 0) return done(w.failed_ = fail(file_error("fdatasync", errno)));
   int rc = ::close(w.fd_);
   w.fd_ = -1;
-  if (rc != 0) return done(w.failed_ = file_error("close", errno));
-  if (::rename(path(kTmp, w.id_).c_str(), path(kIncoming, w.id_).c_str()) != 0)
-    return done(w.failed_ = file_error("rename into incoming", errno));
-  dirsync_->join([&w, done = std::move(done)](Status st) {
-    if (!st) {
-      // The rename may or may not survive a crash; without the directory
-      // fsync we must not answer 250. Take the file back out of incoming/ so
-      // the queue manager does not deliver a message the client will retry.
-      ::rename(w.spool_.path(kIncoming, w.id_).c_str(), w.spool_.path(kTmp, w.id_).c_str());
-      w.written_ = 1;  // the destructor unlinks tmp/<id>
-    }
-    done(st);
+  if (rc != 0) return done(w.failed_ = fail(file_error("close", errno)));
+  dirsync_->join([fail, done = std::move(done)](Status st) {
+    done(st ? st : fail(st));
   });
 }
 

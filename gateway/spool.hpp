@@ -1,7 +1,7 @@
 // The durable spool (SECURITY.md promise 1; RFC 5321 §6.1): a message is
-// committed only when its queue file ends in a valid END record, the file is
-// fsynced, renamed into incoming/ and incoming/ itself is fsynced. Commits
-// from many sessions share one directory fsync (group commit).
+// committed only when its queue file ends in a valid END record, has been
+// renamed into incoming/, and both the file and incoming/ are fsynced.
+// Commits from many sessions share one directory fsync (group commit).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -75,7 +75,7 @@ class Spool {
   Status init();
 
   Result<std::unique_ptr<SpoolWriter>> begin(const Envelope& env);
-  // END + fsync(file) + rename into incoming/ + fsync(incoming/); the id only
+  // END + rename into incoming/ + fsync(file) + fsync(incoming/); the id only
   // when all succeeded. Disk errors are Errc::IoError / Errc::DiskFull.
   asio::awaitable<Result<std::string>> commit(std::unique_ptr<SpoolWriter> writer);
   // Called with each committed id, on the committer's executor after commit
