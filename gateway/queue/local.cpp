@@ -121,7 +121,14 @@ void LocalTransport::refresh_domains_blocking() {
 asio::awaitable<bool> LocalTransport::is_local_domain(std::string domain) {
   auto cfg = config_();
   if (cfg->local_domain(domain)) co_return true;
-  co_await run_blocking(blocking_, [this] { refresh_domains_blocking(); });
+  // Every RCPT to a relay domain asks: the pool trip (two thread switches)
+  // is taken only when the cached set of database domains is due a reread.
+  bool stale;
+  {
+    std::lock_guard lk(mu_);
+    stale = std::chrono::steady_clock::now() - domains_read_ >= kDomainTtl;
+  }
+  if (stale) co_await run_blocking(blocking_, [this] { refresh_domains_blocking(); });
   std::lock_guard lk(mu_);
   co_return db_domains_.count(lower(domain)) != 0;
 }
