@@ -203,14 +203,15 @@ void Spool::finish_commit(SpoolWriter& w, std::function<void(Status)> done) {
   // A file written in one piece stays in buf_ for the commit hook.
   const bool keep = w.written_ == 0 && w.buf_.size() <= qf::QueueFile::kKeepBytes;
   if (auto st = w.write_pending(keep); !st) return done(st);
-  failpoint::hit("spool.before_fsync");
   // Renamed before the syncs, not after: the file's fdatasync then commits
   // the rename in the same journal transaction, and the folder's fsync after
   // it finds (on ext4) nothing left to commit. Both still finish before 250.
   // Until then a crash can only lose or tear a file the client was never
-  // acknowledged for (recovery moves a torn one to corrupt/).
+  // acknowledged for (recovery moves a torn one to corrupt/), and scans of
+  // incoming/ leave it alone (committing()).
   const auto tmp = path(kTmp, w.id_), incoming = path(kIncoming, w.id_);
   if (::rename(tmp.c_str(), incoming.c_str()) != 0) return done(w.failed_ = file_error("rename into incoming", errno));
+  failpoint::hit("spool.before_fsync");
   // On failure the file goes back to tmp/ (the writer's destructor removes
   // it there), so the queue manager does not deliver a message the client
   // will send again.
@@ -242,10 +243,12 @@ asio::awaitable<Result<std::string>> Spool::commit(std::unique_ptr<SpoolWriter> 
     w.total_ += w.buf_.size() - before;
   }
   w.buf_ += qf::encode_end(w.total_, w.crc_);
+  set_committing(w.id_, true);
   Status st = co_await await_callback<Status>([this, &w](std::function<void(Status)> done) {
     asio::post(sync_pool_, [this, &w, done = std::move(done)]() mutable { finish_commit(w, std::move(done)); });
   });
   if (!st) {
+    set_committing(w.id_, false);
     counters().failures.inc();
     log::warning(w.id_ + ": spool commit failed: " + st.error().detail);
     co_return st.error();
@@ -254,13 +257,26 @@ asio::awaitable<Result<std::string>> Spool::commit(std::unique_ptr<SpoolWriter> 
   counters().commits.inc();
   counters().latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   failpoint::hit("spool.after_fsync");
-  if (hook_) {
-    // Posted, not called: the caller finishes its synchronous work (e.g. a
-    // quarantine hold) before the queue manager can pick the message up.
-    auto ex = co_await asio::this_coro::executor;
-    asio::post(ex, [hook = hook_, id = w.id_, file = std::move(w.buf_)]() mutable { hook(id, std::move(file)); });
-  }
+  // Posted, not called: the caller finishes its synchronous work (e.g. a
+  // quarantine hold) before the queue manager can pick the message up. The
+  // id counts as committing until the hook has run.
+  auto ex = co_await asio::this_coro::executor;
+  asio::post(ex, [this, hook = hook_, id = w.id_, file = std::move(w.buf_)]() mutable {
+    if (hook) hook(id, std::move(file));
+    set_committing(id, false);
+  });
   co_return w.id_;
+}
+
+void Spool::set_committing(const std::string& id, bool on) {
+  std::lock_guard lk(committing_mu_);
+  if (on) committing_.insert(id);
+  else committing_.erase(id);
+}
+
+bool Spool::committing(const std::string& id) const {
+  std::lock_guard lk(committing_mu_);
+  return committing_.count(id) != 0;
 }
 
 Status Spool::recover_folder(std::string_view queue) {

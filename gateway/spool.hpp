@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,9 @@ class Spool {
   // else empty: the queue manager then need not read back what it just wrote.
   using CommitHook = std::function<void(const std::string& id, std::string file)>;
   void on_committed(CommitHook hook);
+  // From just before its file appears in incoming/ until the commit hook has
+  // run (or the commit failed): a scan of incoming/ must leave it alone.
+  bool committing(const std::string& id) const;
 
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path path(std::string_view queue, std::string_view id) const { return dir_ / queue / id; }
@@ -103,6 +107,7 @@ class Spool {
   struct DirSync;
   void finish_commit(SpoolWriter& w, std::function<void(Status)> done);
   Status recover_folder(std::string_view queue);
+  void set_committing(const std::string& id, bool on);
 
   std::filesystem::path dir_;
   asio::thread_pool& blocking_;
@@ -110,6 +115,8 @@ class Spool {
   std::unique_ptr<DirSync> dirsync_;
   CommitHook hook_;
   std::atomic<std::uint32_t> seq_;
+  mutable std::mutex committing_mu_;
+  std::set<std::string> committing_;
 };
 
 }  // namespace moat::gateway

@@ -247,9 +247,18 @@ asio::awaitable<void> QueueManager::process(std::string id, std::string from, st
     Result<qf::QueueFile> file{Errc::NotFound};
     if (!bytes.empty() && from == Spool::kIncoming) {
       folder = Spool::kIncoming;
+      // A scan that ran after the commit but before this claim may have
+      // delivered it already: then the file is gone or in another folder.
+      // We hold the claim, so a file still there is ours. (One stat of a
+      // file just created: answered from the dentry cache.)
+      struct stat st {};
+      if (::stat(spool_.path(folder, id).c_str(), &st) != 0) co_return;
       file = qf::parse_queue_file(bytes, {.verify_checksum = false});  // our own bytes, CRC just computed
       if (file) file->bytes = std::move(bytes);
     } else {
+      // Found by a scan while its commit is still running: the commit's
+      // notify delivers it (or the session holds it, or the commit fails).
+      if (spool_.committing(id)) co_return;
       const auto active = spool_.path(Spool::kActive, id);
       struct Activated {
         Status moved;

@@ -4,6 +4,8 @@
 // hold/release, admin listing and restart recovery.
 #include <catch2/catch.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <fstream>
@@ -338,6 +340,34 @@ TEST_CASE("hold right after commit wins over the pickup", "[queue][admin]") {
     (void)fx.qm->hold(id);
     co_return 0;
   }());
+  fx.settle();
+  test::run_until(fx.io, [] { return false; }, std::chrono::milliseconds(30));
+  CHECK(fx.transport.calls.empty());
+  CHECK(fx.in("hold") == 1);
+}
+
+TEST_CASE("a scan during a commit leaves the message to the commit", "[queue][admin][failpoint]") {
+  // The file is in incoming/ while its commit still syncs (the failpoint
+  // holds it there): a scan then must neither deliver it nor beat the hold
+  // the session makes right after the commit.
+  Fixture fx;
+  fx.qm->start();
+  fx.settle();
+  test::FailpointEnv fp("spool.before_fsync=sleep:400");
+  Envelope env = env_to({{"x@example.test", DsnNotify::Default, ""}});
+  env.arrival = fx.now;
+  bool done = false;
+  asio::co_spawn(fx.io, [&]() -> asio::awaitable<void> {
+    auto w = fx.spool->begin(env);
+    (void)(*w)->append("Subject: q\r\n\r\nq\r\n");
+    auto c = co_await fx.spool->commit(std::move(*w));
+    if (c) (void)fx.qm->hold(*c);
+    done = true;
+  }, asio::detached);
+  REQUIRE(test::run_until(fx.io, [&] { return fx.in("incoming") == 1; }));
+  REQUIRE_FALSE(done);
+  fx.qm->rescan();
+  REQUIRE(test::run_until(fx.io, [&] { return done; }));
   fx.settle();
   test::run_until(fx.io, [] { return false; }, std::chrono::milliseconds(30));
   CHECK(fx.transport.calls.empty());

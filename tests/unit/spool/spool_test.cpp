@@ -38,16 +38,7 @@ Result<std::string> commit_one(asio::io_context& io, Spool& spool, std::string_v
   return test::run_co(io, spool.commit(std::move(*w)));
 }
 
-struct FailpointEnv {
-  explicit FailpointEnv(const char* v) {
-    ::setenv("MOAT_FAILPOINT", v, 1);
-    failpoint::reload();
-  }
-  ~FailpointEnv() {
-    ::unsetenv("MOAT_FAILPOINT");
-    failpoint::reload();
-  }
-};
+using test::FailpointEnv;
 
 }  // namespace
 

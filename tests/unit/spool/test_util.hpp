@@ -13,11 +13,26 @@
 #include <string>
 #include <unistd.h>
 
+#include "common/failpoint.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace moat::test {
 
 namespace asio = boost::asio;
+
+// Arms MOAT_FAILPOINT for the scope of the object.
+struct FailpointEnv {
+  explicit FailpointEnv(const char* v) {
+    ::setenv("MOAT_FAILPOINT", v, 1);
+    failpoint::reload();
+  }
+  ~FailpointEnv() {
+    ::unsetenv("MOAT_FAILPOINT");
+    failpoint::reload();
+  }
+  FailpointEnv(const FailpointEnv&) = delete;
+  FailpointEnv& operator=(const FailpointEnv&) = delete;
+};
 
 // Runs `a` to completion on `io` (and whatever else is ready meanwhile).
 template <class T>
