@@ -101,29 +101,18 @@ Result<std::string> read_file(const fs::path& path) {
 // goes to the blocking pool, which gives the real answer.
 Error would_block() { return Error{Errc::TempFailure, "store: would block"}; }
 
-Result<std::string> pread_exact(int fd, std::uint64_t offset, std::uint64_t length) {
-  std::string out(length, '\0');
-  std::uint64_t done = 0;
-  while (done < length) {
-    ssize_t n = ::pread(fd, out.data() + done, length - done, off_t(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("read", errno);
-    if (n == 0) return Error{Errc::Corrupt, "store: body file shorter than its header says"};
-    done += std::uint64_t(n);
-  }
-  return out;
-}
-
-// pread from the page cache only (preadv2 RWF_NOWAIT): would_block() when
-// any of the bytes would have to come from the disk.
-Result<std::string> pread_cached(int fd, std::uint64_t offset, std::uint64_t length) {
+// With `nowait`, from the page cache only (preadv2 RWF_NOWAIT):
+// would_block() when any of the bytes would have to come from the disk.
+Result<std::string> pread_exact(int fd, std::uint64_t offset, std::uint64_t length, bool nowait = false) {
   std::string out(length, '\0');
   std::uint64_t done = 0;
   while (done < length) {
     iovec iov{out.data() + done, length - done};
-    ssize_t n = ::preadv2(fd, &iov, 1, off_t(offset + done), RWF_NOWAIT);
+    ssize_t n = ::preadv2(fd, &iov, 1, off_t(offset + done), nowait ? RWF_NOWAIT : 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return would_block();  // EAGAIN: not cached; 0: shorter than expected
+    if (nowait && n <= 0) return would_block();  // EAGAIN: not cached; 0: shorter than expected
+    if (n < 0) return io_error("read", errno);
+    if (n == 0) return Error{Errc::Corrupt, "store: body file shorter than its header says"};
     done += std::uint64_t(n);
   }
   return out;
@@ -1284,7 +1273,7 @@ void FsStore::read_run(const std::vector<BodyRef>& where, const std::vector<std:
   auto pack = pack_reader(first.pack, nowait);
   if (!pack || first.offset >= pack->size) return;  // read_body() reports it
   const std::uint64_t len = std::min(want, pack->size - first.offset);
-  auto span = nowait ? pread_cached(pack->file->fd, first.offset, len) : pread_exact(pack->file->fd, first.offset, len);
+  auto span = pread_exact(pack->file->fd, first.offset, len, nowait);
   if (!span) return;
   for (std::size_t k = at; k < end; ++k) {
     const BodyRef& r = where[order[k]];

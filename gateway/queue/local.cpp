@@ -100,11 +100,13 @@ LocalTransport::LocalTransport(store::MailboxStore& store, directory::Directory&
 
 LocalTransport::~LocalTransport() = default;
 
+bool LocalTransport::domains_stale() {
+  std::lock_guard lk(mu_);
+  return std::chrono::steady_clock::now() - domains_read_ >= kDomainTtl;
+}
+
 void LocalTransport::refresh_domains_blocking() {
-  {
-    std::lock_guard lk(mu_);
-    if (std::chrono::steady_clock::now() - domains_read_ < kDomainTtl) return;
-  }
+  if (!domains_stale()) return;
   auto d = directory_.domains_blocking();
   if (!d) {
     log::warning("local: cannot read domains: " + d.error().detail);
@@ -123,12 +125,7 @@ asio::awaitable<bool> LocalTransport::is_local_domain(std::string domain) {
   if (cfg->local_domain(domain)) co_return true;
   // Every RCPT to a relay domain asks: the pool trip (two thread switches)
   // is taken only when the cached set of database domains is due a reread.
-  bool stale;
-  {
-    std::lock_guard lk(mu_);
-    stale = std::chrono::steady_clock::now() - domains_read_ >= kDomainTtl;
-  }
-  if (stale) co_await run_blocking(blocking_, [this] { refresh_domains_blocking(); });
+  if (domains_stale()) co_await run_blocking(blocking_, [this] { refresh_domains_blocking(); });
   std::lock_guard lk(mu_);
   co_return db_domains_.count(lower(domain)) != 0;
 }

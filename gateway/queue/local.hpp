@@ -52,6 +52,7 @@ class LocalTransport final : public Transport {
 
  private:
   struct Work;
+  bool domains_stale();
   void refresh_domains_blocking();
   std::vector<RcptResult> deliver_blocking(const DeliveryRequest& req, const config::Config& cfg);
   asio::awaitable<void> maintenance(FrameCount::Token);
